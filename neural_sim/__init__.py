@@ -1,0 +1,55 @@
+"""neural-sim: learned (MoSim Neural-ODE) simulators of MuJoCo robots as Gymnasium envs.
+
+Importing the package registers ``NeuralSim/...`` environment ids for every shipped
+checkpoint (Gymnasium 1.x loads no entry points, so ``import neural_sim`` or
+``gymnasium.make("neural_sim:NeuralSim/Acrobot-v0")`` is what registers them).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Headless machines have no window system for dm_control's default GLFW renderer; EGL
+# renders offscreen there. Must be set before dm_control is first imported.
+if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
+    os.environ["MUJOCO_GL"] = "egl"
+
+import torch
+
+from neural_sim.checkpoints import load_simulator, read_config, resolve_checkpoint, shipped_names
+from neural_sim.envs.registration import register_checkpoint, register_shipped
+from neural_sim.errors import CheckpointError, DivergenceError, InputError, NeuralSimError, UnknownNameError
+from neural_sim.model.simulator import Simulator
+
+__version__ = "0.1.0"
+
+
+def load(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Simulator:
+    """Load a trained simulator.
+
+    :param name_or_path: a shipped robot name (``"acrobot"``, see :func:`shipped_names`)
+        or a checkpoint folder.
+    :param device: torch device to run on.
+    :return: a :class:`Simulator` with ``nq, nv, nu, dt``, ``step`` and ``rollout``.
+    :raises UnknownNameError: neither a shipped name nor a folder.
+    :raises CheckpointError: the folder is incomplete, corrupted or of a newer format.
+    """
+    folder = resolve_checkpoint(name_or_path)
+    return load_simulator(folder, read_config(folder), device)
+
+
+ENV_IDS: list[str] = register_shipped()
+
+__all__ = [
+    "ENV_IDS",
+    "CheckpointError",
+    "DivergenceError",
+    "InputError",
+    "NeuralSimError",
+    "Simulator",
+    "UnknownNameError",
+    "__version__",
+    "load",
+    "register_checkpoint",
+    "shipped_names",
+]

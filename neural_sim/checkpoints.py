@@ -1,0 +1,201 @@
+"""The checkpoint folder: ``config.json`` + safetensors + a model card. No pickle anywhere.
+
+Layout (hub-ready)::
+
+    config.json               format version, robot, dims, architecture, integrator,
+                              normalisation, trusted horizon, training provenance, benchmark
+    model.safetensors         the vector field's weights
+    reset_states.safetensors  real physics states ("states": [N, nq + nv]) for env resets
+    README.md                 the model card
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from neural_sim.errors import CheckpointError, UnknownNameError
+from neural_sim.model.config import SimulatorConfig, from_dict, to_dict
+from neural_sim.model.dynamics import build_vector_field
+from neural_sim.model.simulator import Simulator
+from neural_sim.robots.base import RobotInfo
+
+#: The format this version of neural-sim writes; it reads this one and older ones.
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+MODEL_FILE = "model.safetensors"
+RESET_STATES_FILE = "reset_states.safetensors"
+CARD_FILE = "README.md"
+REQUIRED_FILES = (CONFIG_FILE, MODEL_FILE, RESET_STATES_FILE)
+
+
+@dataclass(frozen=True)
+class CheckpointConfig:
+    """Contents of ``config.json``.
+
+    :param format_version: checkpoint format version (:data:`FORMAT_VERSION` when written).
+    :param robot: which robot and tasks the model is of.
+    :param simulator: what rebuilds the network.
+    :param trusted_horizon: steps of open-loop prediction the model is trusted for; the
+        default episode length of its environments.
+    :param training: provenance: command, seed, data, wall time, samples, hardware.
+    :param benchmark: prediction accuracy figures and the command that measured them.
+    """
+
+    format_version: int
+    robot: RobotInfo
+    simulator: SimulatorConfig
+    trusted_horizon: int
+    training: dict[str, Any] = field(default_factory=dict)
+    benchmark: dict[str, Any] = field(default_factory=dict)
+
+
+def shipped_checkpoints_dir() -> Path:
+    """Where the default checkpoints live.
+
+    Inside the installed package (a wheel puts ``checkpoints/`` at
+    ``neural_sim/checkpoints``), else beside the package in a source checkout.
+    """
+    package = Path(__file__).resolve().parent
+    for candidate in (package / "checkpoints", package.parent / "checkpoints"):
+        if candidate.is_dir():
+            return candidate
+    return package / "checkpoints"
+
+
+def shipped_names() -> list[str]:
+    """Names of the checkpoints that ship with neural-sim (``["acrobot", "pendulum"]``)."""
+    root = shipped_checkpoints_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
+    """Turn a shipped robot name or a folder path into a checkpoint folder path.
+
+    :raises UnknownNameError: neither a shipped name nor an existing folder.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return path
+    if text in shipped_names():
+        return shipped_checkpoints_dir() / text
+    raise UnknownNameError(
+        f"no checkpoint called {text!r}: not a shipped robot (known: {shipped_names()}) "
+        "and not an existing checkpoint folder"
+    )
+
+
+def read_config(folder: Path) -> CheckpointConfig:
+    """Read and validate ``config.json`` of a checkpoint folder."""
+    _require_files(folder, (CONFIG_FILE,))
+    try:
+        raw = json.loads((folder / CONFIG_FILE).read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON: {error}") from error
+    if not isinstance(raw, dict) or "format_version" not in raw:
+        raise CheckpointError(f"{folder / CONFIG_FILE} has no 'format_version': not a neural-sim checkpoint")
+    version = raw["format_version"]
+    if not isinstance(version, int) or version < 1:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: format_version must be a positive integer, got {version!r}")
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{folder} uses checkpoint format version {version}, newer than this neural-sim "
+            f"supports (<= {FORMAT_VERSION}); upgrade neural-sim to load it"
+        )
+    try:
+        return from_dict(CheckpointConfig, raw, where=CONFIG_FILE)
+    except ValueError as error:
+        raise CheckpointError(f"{folder / CONFIG_FILE} is invalid: {error}") from error
+
+
+def load_simulator(folder: Path, config: CheckpointConfig, device: str | torch.device = "cpu") -> Simulator:
+    """Build the network from ``config`` and load ``model.safetensors`` into it."""
+    _require_files(folder, (MODEL_FILE,))
+    try:
+        field_ = build_vector_field(config.simulator.layout, config.simulator.normalisation, config.simulator.model)
+    except ValueError as error:
+        raise CheckpointError(f"{folder / CONFIG_FILE} describes a model that cannot be built: {error}") from error
+    weights = _read_safetensors(folder / MODEL_FILE)
+    missing, unexpected = _state_dict_mismatch(field_.state_dict(), weights)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{folder / MODEL_FILE} does not match the architecture in {CONFIG_FILE}: "
+            f"missing {missing[:5]}, unexpected {unexpected[:5]}"
+        )
+    for name, tensor in field_.state_dict().items():
+        if tensor.shape != weights[name].shape:
+            raise CheckpointError(
+                f"{folder / MODEL_FILE}: tensor {name!r} has shape {tuple(weights[name].shape)}, "
+                f"the architecture in {CONFIG_FILE} needs {tuple(tensor.shape)}"
+            )
+    field_.load_state_dict(weights)
+    return Simulator(config.simulator, field_, device)
+
+
+def load_reset_states(folder: Path, state_size: int) -> np.ndarray:
+    """The real states shipped for resets, ``[N, nq + nv]`` float64."""
+    _require_files(folder, (RESET_STATES_FILE,))
+    tensors = _read_safetensors(folder / RESET_STATES_FILE)
+    if "states" not in tensors:
+        raise CheckpointError(f"{folder / RESET_STATES_FILE} has no tensor 'states' (found {sorted(tensors)})")
+    states = tensors["states"].to(torch.float64).numpy()
+    if states.ndim != 2 or states.shape[1] != state_size or len(states) == 0:
+        raise CheckpointError(
+            f"{folder / RESET_STATES_FILE}: 'states' must have shape [N>0, {state_size}], got {states.shape}"
+        )
+    if not np.isfinite(states).all():
+        raise CheckpointError(f"{folder / RESET_STATES_FILE}: 'states' contains NaN or inf")
+    return states
+
+
+def save_checkpoint(
+    folder: str | os.PathLike[str],
+    config: CheckpointConfig,
+    simulator: Simulator,
+    reset_states: np.ndarray,
+    card: str,
+) -> Path:
+    """Write a complete checkpoint folder (created if needed; files replaced)."""
+    path = Path(folder)
+    path.mkdir(parents=True, exist_ok=True)
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in simulator.field.state_dict().items()}
+    save_file(weights, str(path / MODEL_FILE), metadata={"format": "pt"})
+    save_file({"states": torch.as_tensor(np.asarray(reset_states, dtype=np.float64))}, str(path / RESET_STATES_FILE))
+    (path / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    (path / CARD_FILE).write_text(card)
+    return path
+
+
+def _require_files(folder: Path, names: tuple[str, ...]) -> None:
+    missing = [name for name in names if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint folder {folder} is missing {missing}; a checkpoint holds {list(REQUIRED_FILES)} "
+            f"and {CARD_FILE}"
+        )
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file (corrupted or truncated?): {error}"
+        ) from error
+
+
+def _state_dict_mismatch(
+    expected: dict[str, torch.Tensor], found: dict[str, torch.Tensor]
+) -> tuple[list[str], list[str]]:
+    return sorted(set(expected) - set(found)), sorted(set(found) - set(expected))

@@ -1,0 +1,167 @@
+"""``neural-sim`` command line: arguments in, one pipeline call per subcommand."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from neural_sim.errors import NeuralSimError
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    return shlex.join(["neural-sim", *argv])
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def _cmd_collect(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.pipeline.collect import collect
+
+    dataset = collect(
+        args.robot, args.sequences, args.steps, args.seed, args.task, command=_command_line(argv), progress=True
+    )
+    path = dataset.save(args.out)
+    print(f"wrote {path}: {dataset.states.shape[0]} sequences x {dataset.actions.shape[1]} steps")
+
+
+def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.model.config import IntegratorConfig, ModelConfig
+    from neural_sim.pipeline.collect import Dataset, collect
+    from neural_sim.pipeline.train import TrainConfig, train
+    from neural_sim.robots import robot_spec
+
+    _set_threads(args.threads)
+    if args.data:
+        dataset = Dataset.load(args.data)
+        if dataset.info.robot != args.robot:
+            raise NeuralSimError(f"{args.data} holds data of robot {dataset.info.robot!r}, not {args.robot!r}")
+    else:
+        collect_argv = ["collect", args.robot, "--sequences", str(args.sequences), "--steps", str(args.steps),
+                        "--seed", str(args.data_seed)]
+        dataset = collect(args.robot, args.sequences, args.steps, args.data_seed,
+                          command=_command_line(collect_argv), progress=True)
+    model = ModelConfig(architecture=args.architecture)
+    integrator = IntegratorConfig(method=args.integrator, substeps=args.substeps)
+    config = TrainConfig(
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        seed=args.seed,
+        eval_every=args.eval_every,
+    )
+    train(dataset, robot_spec(args.robot), args.out, model, integrator, config, command=_command_line(argv))
+
+
+def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.checkpoints import read_config, resolve_checkpoint
+    from neural_sim.envs.ids import env_ids
+    from neural_sim.model.config import to_dict
+
+    folder = resolve_checkpoint(args.checkpoint)
+    config = read_config(folder)
+    summary = {
+        "path": str(folder),
+        "robot": to_dict(config.robot),
+        "env_ids": env_ids(config.robot),
+        "layout": to_dict(config.simulator.layout),
+        "architecture": config.simulator.model.architecture,
+        "integrator": to_dict(config.simulator.integrator),
+        "trusted_horizon": config.trusted_horizon,
+        "benchmark": config.benchmark,
+        "training": {k: v for k, v in config.training.items() if k != "history"},
+    }
+    print(json.dumps(summary, indent=2))
+
+
+def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.checkpoints import resolve_checkpoint
+    from neural_sim.pipeline.benchmark import benchmark, write_benchmark
+
+    _set_threads(args.threads)
+    folder = resolve_checkpoint(args.checkpoint)
+    results = benchmark(
+        folder, args.sequences, args.seed, tuple(args.horizons), args.windows, _command_line(argv), progress=True
+    )
+    print(f"{'H':>5} {'model MSE':>12} {'hold-last-state MSE':>20}")
+    for h, row in results["horizons"].items():
+        print(f"{h:>5} {row['mse']:>12.4g} {row['hold_last_state_mse']:>20.4g}")
+    print(f"model cost: {results['ms_per_step_batch1']:.3f} ms per step at batch 1")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.write:
+        write_benchmark(folder, results)
+        print(f"wrote the figures into {folder}/config.json and its model card")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``neural-sim``."""
+    parser = argparse.ArgumentParser(prog="neural-sim", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("collect", help="collect random-action (Poisson) data from the real simulator")
+    p.add_argument("robot", help="robot name, e.g. acrobot")
+    p.add_argument("--sequences", type=int, default=100, help="number of sequences (default 100)")
+    p.add_argument("--steps", type=int, default=1000, help="control steps per sequence (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of initial states and actions (default 0)")
+    p.add_argument("--task", default=None, help="stock task giving initial states (default: the robot's default)")
+    p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
+    p.set_defaults(func=_cmd_collect)
+
+    p = sub.add_parser("train", help="train a simulator and write a checkpoint folder")
+    p.add_argument("robot", help="robot name, e.g. acrobot")
+    p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    p.add_argument("--data", type=Path, default=None, help="data set from `neural-sim collect` (default: collect now)")
+    p.add_argument("--sequences", type=int, default=500, help="sequences to collect when --data is not given")
+    p.add_argument("--steps", type=int, default=1000, help="steps per collected sequence")
+    p.add_argument("--data-seed", type=int, default=0, help="seed of the collected data")
+    p.add_argument("--architecture", choices=["mosim", "residual"], default="mosim")
+    p.add_argument("--integrator", choices=["rk4", "dopri5"], default="rk4")
+    p.add_argument("--substeps", type=int, default=1, help="rk4 substeps per control step")
+    p.add_argument("--iterations", type=int, default=20_000)
+    p.add_argument("--batch-size", type=int, default=512)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--seed", type=int, default=0, help="training seed")
+    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("benchmark", help="prediction accuracy on fresh held-out data (the MoSim paper's protocol)")
+    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.add_argument("--sequences", type=int, default=20, help="test sequences of 1000 steps (default 20)")
+    p.add_argument("--seed", type=int, default=1, help="test data seed, not the training one (default 1)")
+    p.add_argument("--horizons", type=int, nargs="+", default=[3, 16, 100])
+    p.add_argument("--windows", type=int, default=50, help="windows per sequence (default 50)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--write", action="store_true", help="store the figures in the checkpoint and its card")
+    p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("info", help="describe a checkpoint: robot, env ids, dims, accuracy, provenance")
+    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.set_defaults(func=_cmd_info)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``neural-sim`` console command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args, argv)
+    except NeuralSimError as error:
+        print(f"neural-sim: error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,229 @@
+"""JSON-serialisable configuration of a neural simulator.
+
+Every size, dimension and normalisation constant a model needs lives here, so that a
+checkpoint's ``config.json`` alone rebuilds the network before its weights are loaded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
+
+Architecture = Literal["mosim", "residual"]
+Activation = Literal["softplus", "swish"]
+IntegratorMethod = Literal["rk4", "dopri5"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Size of one network.
+
+    :param blocks: residual blocks of a ResNet, or hidden layers of an MLP.
+    :param width: hidden width.
+    """
+
+    blocks: int
+    width: int
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    """What the physics state and action vectors hold.
+
+    :param nq: number of generalised positions (MuJoCo ``qpos``).
+    :param nv: number of generalised velocities (MuJoCo ``qvel``).
+    :param nu: number of actuators (action size).
+    :param dt: control timestep in seconds: one ``step`` advances this much time.
+    :param action_low: lower action bound per actuator.
+    :param action_high: upper action bound per actuator.
+    :param angle_qpos: indices of unlimited hinge angles, fed to networks as (sin, cos).
+    :param invariant_qpos: indices of translation-invariant coordinates (a free root's x),
+        left out of network inputs because the dynamics do not depend on them.
+    """
+
+    nq: int
+    nv: int
+    nu: int
+    dt: float
+    action_low: tuple[float, ...]
+    action_high: tuple[float, ...]
+    angle_qpos: tuple[int, ...] = ()
+    invariant_qpos: tuple[int, ...] = ()
+
+    @property
+    def state_size(self) -> int:
+        """Length of a state vector, ``nq + nv``."""
+        return self.nq + self.nv
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of the vector field.
+
+    ``mosim``: ``dv/dt = M^-1(q) [B(q, v) + A(u)] + sum_i C_i(q, v, u)`` with
+    ``M^-1 = L L^T`` (the paper's rigid-body-shaped predictor plus correctors).
+    ``residual``: ``dv/dt = R(q, v, u)``, one plain ResNet with no rigid-body structure
+    (the paper's inductive-bias ablation).
+
+    :param architecture: ``"mosim"`` or ``"residual"``.
+    :param activation: ``"softplus"`` or ``"swish"``.
+    :param position_encoder: ResNet L(q) giving the Cholesky factor of ``M^-1``.
+    :param state_encoder: ResNet B(q, v), state-dependent generalised forces.
+    :param action_encoder: MLP A(u), actuator forces (``blocks`` = hidden layers).
+    :param correctors: one ResNet C_i(q, v, u) per corrector; may be empty.
+    :param residual: the ResNet of the ``residual`` architecture.
+    """
+
+    architecture: Architecture = "mosim"
+    activation: Activation = "softplus"
+    position_encoder: NetworkConfig = NetworkConfig(3, 64)
+    state_encoder: NetworkConfig = NetworkConfig(3, 64)
+    action_encoder: NetworkConfig = NetworkConfig(1, 32)
+    correctors: tuple[NetworkConfig, ...] = (NetworkConfig(5, 64),)
+    residual: NetworkConfig = NetworkConfig(3, 128)
+
+
+@dataclass(frozen=True)
+class IntegratorConfig:
+    """How one control step is integrated (torchdiffeq).
+
+    :param method: ``"rk4"`` (fixed step) or ``"dopri5"`` (adaptive).
+    :param substeps: rk4 steps per control step.
+    :param rtol: dopri5 relative tolerance.
+    :param atol: dopri5 absolute tolerance.
+    """
+
+    method: IntegratorMethod = "rk4"
+    substeps: int = 1
+    rtol: float = 1e-6
+    atol: float = 1e-8
+
+
+@dataclass(frozen=True)
+class Normalisation:
+    """Affine maps between raw physics units and the networks' unit-scale inputs/outputs.
+
+    Computed from training data; ``acc_std`` scales the vector field's output so that the
+    networks predict accelerations of order one.
+    """
+
+    q_mean: tuple[float, ...]
+    q_std: tuple[float, ...]
+    v_mean: tuple[float, ...]
+    v_std: tuple[float, ...]
+    acc_std: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class SimulatorConfig:
+    """Everything needed to rebuild a simulator's network before loading its weights."""
+
+    layout: StateLayout
+    model: ModelConfig
+    integrator: IntegratorConfig
+    normalisation: Normalisation
+
+
+def default_normalisation(layout: StateLayout) -> Normalisation:
+    """Identity normalisation: used before statistics of training data are known."""
+    return Normalisation(
+        q_mean=(0.0,) * layout.nq,
+        q_std=(1.0,) * layout.nq,
+        v_mean=(0.0,) * layout.nv,
+        v_std=(1.0,) * layout.nv,
+        acc_std=(1.0,) * layout.nv,
+    )
+
+
+# -- dict <-> dataclass ---------------------------------------------------------------
+
+T = TypeVar("T")
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """Turn a (nested) config dataclass into JSON-ready dicts and lists."""
+    return _jsonable(dataclasses.asdict(config))
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Build dataclass ``cls`` from JSON data, checking keys and types.
+
+    :param cls: the dataclass type to build.
+    :param data: parsed JSON.
+    :param where: dotted path used in error messages.
+    :raises ValueError: naming the offending key when a key is unknown, missing or of the
+        wrong type.
+    """
+    return typing.cast(T, _convert(cls, data, where))
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    origin = get_origin(tp)
+    if dataclasses.is_dataclass(tp) and isinstance(tp, type):
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        hints = get_type_hints(tp)
+        names = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(value) - names)
+        if unknown:
+            raise ValueError(f"{where}: unknown keys {unknown}; accepted: {sorted(names)}")
+        kwargs = {}
+        for f in dataclasses.fields(tp):
+            if f.name in value:
+                kwargs[f.name] = _convert(hints[f.name], value[f.name], f"{where}.{f.name}")
+            elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise ValueError(f"{where}: missing required key {f.name!r}")
+        return tp(**kwargs)
+    if origin is Literal:
+        if value not in get_args(tp):
+            raise ValueError(f"{where}: {value!r} is not one of {list(get_args(tp))}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {type(value).__name__}")
+        (item_type, _ellipsis) = get_args(tp)
+        return tuple(_convert(item_type, v, f"{where}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{where}: expected an object, got {type(value).__name__}")
+        return dict(value)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        return _convert(next(o for o in options if o is not type(None)), value, where)
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int or tp is str or tp is bool:
+        if type(value) is not tp:
+            raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}")
+        return value
+    raise TypeError(f"{where}: unsupported config type {tp!r}")  # a bug in neural-sim
+
+
+__all__ = [
+    "IntegratorConfig",
+    "ModelConfig",
+    "NetworkConfig",
+    "Normalisation",
+    "SimulatorConfig",
+    "StateLayout",
+    "default_normalisation",
+    "from_dict",
+    "to_dict",
+]

@@ -1,0 +1,197 @@
+"""Vector fields ``d(q, v)/dt = (v, a(q, v, u))`` learned from data.
+
+Two architectures share one interface (:class:`VectorField`):
+
+- :class:`MoSimField` -- the paper's rigid-body-shaped field
+  ``a = M^-1(q) [B(q, v) + A(u)] + sum_i C_i(q, v, u)`` with ``M^-1 = L L^T`` and a
+  strictly positive Cholesky diagonal, so ``M^-1`` is symmetric positive definite;
+- :class:`ResidualField` -- a plain ResNet ``a = R(q, v, u)``, the ablation baseline.
+
+Fields take raw physics units and return raw accelerations; normalisation happens
+inside, from constants stored in the checkpoint's config.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+from neural_sim.model.config import ModelConfig, Normalisation, StateLayout
+from neural_sim.model.networks import MLP, ResNet
+
+# softplus(x + _UNIT_DIAGONAL) == 1 at x == 0: L starts as the identity.
+_UNIT_DIAGONAL = math.log(math.e - 1.0)
+_DIAGONAL_FLOOR = 1e-3
+# Correctors and residual nets start near zero so an untrained field is gentle.
+_SMALL_OUTPUT_GAIN = 0.1
+
+
+class StateFeatures(nn.Module):
+    """Maps raw ``(q, v)`` and actions to the unit-scale inputs the networks see.
+
+    Unlimited hinge angles become ``(sin, cos)``; translation-invariant coordinates are
+    dropped; all other positions and velocities are standardised; actions are mapped
+    from their bounds to ``[-1, 1]``.
+    """
+
+    def __init__(self, layout: StateLayout, normalisation: Normalisation) -> None:
+        super().__init__()
+        angle = set(layout.angle_qpos)
+        skip = angle | set(layout.invariant_qpos)
+        linear = [i for i in range(layout.nq) if i not in skip]
+        self.register_buffer("angle_idx", torch.tensor(sorted(angle), dtype=torch.long), persistent=False)
+        self.register_buffer("linear_idx", torch.tensor(linear, dtype=torch.long), persistent=False)
+        q_mean = torch.tensor(normalisation.q_mean, dtype=torch.float32)
+        q_std = torch.tensor(normalisation.q_std, dtype=torch.float32)
+        self.register_buffer("q_mean", q_mean[linear], persistent=False)
+        self.register_buffer("q_std", q_std[linear], persistent=False)
+        self.register_buffer("v_mean", torch.tensor(normalisation.v_mean, dtype=torch.float32), persistent=False)
+        self.register_buffer("v_std", torch.tensor(normalisation.v_std, dtype=torch.float32), persistent=False)
+        low = torch.tensor(layout.action_low, dtype=torch.float32)
+        high = torch.tensor(layout.action_high, dtype=torch.float32)
+        self.register_buffer("u_center", (high + low) / 2, persistent=False)
+        self.register_buffer("u_half_range", (high - low) / 2, persistent=False)
+        self.position_size = 2 * len(angle) + len(linear)
+        self.velocity_size = layout.nv
+
+    def positions(self, q: torch.Tensor) -> torch.Tensor:
+        """Features of the positions, ``[..., position_size]``."""
+        angles = q[..., self.angle_idx]
+        linear = (q[..., self.linear_idx] - self.q_mean) / self.q_std
+        return torch.cat([torch.sin(angles), torch.cos(angles), linear], dim=-1)
+
+    def velocities(self, v: torch.Tensor) -> torch.Tensor:
+        """Standardised velocities, ``[..., nv]``."""
+        return (v - self.v_mean) / self.v_std
+
+    def actions(self, u: torch.Tensor) -> torch.Tensor:
+        """Actions mapped from their bounds to ``[-1, 1]``."""
+        return (u - self.u_center) / self.u_half_range
+
+
+class VectorField(nn.Module):
+    """Base class: ``acceleration(q, v, context)`` with ``context = encode_action(u)``.
+
+    The action is held constant over a control step (zero-order hold), so whatever
+    depends on it alone is computed once per step by :meth:`encode_action`.
+    """
+
+    def __init__(self, layout: StateLayout, normalisation: Normalisation) -> None:
+        super().__init__()
+        self.layout = layout
+        self.features = StateFeatures(layout, normalisation)
+        self.register_buffer(
+            "acc_std", torch.tensor(normalisation.acc_std, dtype=torch.float32), persistent=False
+        )
+
+    def encode_action(self, u: torch.Tensor) -> torch.Tensor:
+        """Per-step action context (default: the scaled action itself)."""
+        return self.features.actions(u)
+
+    def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Raw ``dv/dt`` at ``(q, v)`` under the action encoded in ``context``."""
+        raise NotImplementedError
+
+    def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``d state / dt`` for ``state = [q, v]`` (requires ``nq == nv``)."""
+        q, v = state[..., : self.layout.nq], state[..., self.layout.nq :]
+        return torch.cat([v, self.acceleration(q, v, context)], dim=-1)
+
+
+class MoSimField(VectorField):
+    """``a = D^1/2 L L^T D^1/2 [B(q, v) + A(u)] + D sum_i C_i(q, v, u)``, D = diag(acc_std).
+
+    ``D^1/2 L`` is itself lower triangular with a positive diagonal, so the effective
+    inverse mass matrix keeps the paper's ``L L^T`` form while the networks work at unit
+    scale.
+    """
+
+    def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
+        super().__init__(layout, normalisation)
+        nv, nu = layout.nv, layout.nu
+        pos, vel = self.features.position_size, self.features.velocity_size
+        self.position_encoder = ResNet(pos, nv * (nv + 1) // 2, config.position_encoder, config.activation, 0.1)
+        self.state_encoder = ResNet(pos + vel, nv, config.state_encoder, config.activation, _SMALL_OUTPUT_GAIN)
+        self.action_encoder = MLP(nu, nv, config.action_encoder, config.activation, _SMALL_OUTPUT_GAIN)
+        self.correctors = nn.ModuleList(
+            ResNet(pos + vel + nu, nv, size, config.activation, _SMALL_OUTPUT_GAIN) for size in config.correctors
+        )
+        rows, cols = torch.tril_indices(nv, nv)
+        self.register_buffer("tril_rows", rows, persistent=False)
+        self.register_buffer("tril_cols", cols, persistent=False)
+        self.register_buffer("is_diagonal", rows == cols, persistent=False)
+
+    def cholesky_factor(self, q: torch.Tensor) -> torch.Tensor:
+        """Lower-triangular L(q), ``[..., nv, nv]``, with diagonal >= 1e-3."""
+        raw = self.position_encoder(self.features.positions(q))
+        entries = torch.where(
+            self.is_diagonal, nn.functional.softplus(raw + _UNIT_DIAGONAL) + _DIAGONAL_FLOOR, raw
+        )
+        nv = self.layout.nv
+        factor = raw.new_zeros(*raw.shape[:-1], nv, nv)
+        factor[..., self.tril_rows, self.tril_cols] = entries
+        return factor
+
+    def scaled_cholesky_factor(self, q: torch.Tensor) -> torch.Tensor:
+        """``D^1/2 L(q)``: the Cholesky factor of the effective inverse mass matrix."""
+        return self.acc_std.sqrt().unsqueeze(-1) * self.cholesky_factor(q)
+
+    def inverse_mass_matrix(self, q: torch.Tensor) -> torch.Tensor:
+        """The effective ``M^-1(q) = D^1/2 L L^T D^1/2``, symmetric positive definite."""
+        scaled = self.scaled_cholesky_factor(q)
+        return scaled @ scaled.transpose(-1, -2)
+
+    def encode_action(self, u: torch.Tensor) -> torch.Tensor:
+        """Context = ``[A(u), scaled u]``: A is evaluated once per control step."""
+        scaled = self.features.actions(u)
+        return torch.cat([self.action_encoder(scaled), scaled], dim=-1)
+
+    def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Raw ``dv/dt``."""
+        nv = self.layout.nv
+        action_force, scaled_u = context[..., :nv], context[..., nv:]
+        qf, vf = self.features.positions(q), self.features.velocities(v)
+        force = self.state_encoder(torch.cat([qf, vf], dim=-1)) + action_force
+        scaled_factor = self.scaled_cholesky_factor(q)
+        # (D^1/2 L)(D^1/2 L)^T f without forming the matrix product.
+        inner = scaled_factor.transpose(-1, -2) @ force.unsqueeze(-1)
+        acc = (scaled_factor @ inner).squeeze(-1)
+        if len(self.correctors):
+            inputs = torch.cat([qf, vf, scaled_u], dim=-1)
+            correction = torch.stack([c(inputs) for c in self.correctors]).sum(0)
+            acc = acc + self.acc_std * correction
+        return acc
+
+
+class ResidualField(VectorField):
+    """``a = D R(q, v, u)``: a plain ResNet with no rigid-body structure."""
+
+    def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
+        super().__init__(layout, normalisation)
+        pos, vel = self.features.position_size, self.features.velocity_size
+        self.network = ResNet(pos + vel + layout.nu, layout.nv, config.residual, config.activation, _SMALL_OUTPUT_GAIN)
+
+    def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Raw ``dv/dt``."""
+        qf, vf = self.features.positions(q), self.features.velocities(v)
+        return self.acc_std * self.network(torch.cat([qf, vf, context], dim=-1))
+
+
+def build_vector_field(layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> VectorField:
+    """Build the field named by ``config.architecture``.
+
+    :raises ValueError: for an unknown architecture, or a robot whose ``nq != nv``
+        (free and ball joints need quaternion kinematics, not supported yet).
+    """
+    if layout.nq != layout.nv:
+        raise ValueError(
+            f"nq={layout.nq} != nv={layout.nv}: robots with free or ball joints are not supported yet "
+            "(their positions need quaternion kinematics, dq/dt != v)"
+        )
+    if config.architecture == "mosim":
+        return MoSimField(layout, normalisation, config)
+    if config.architecture == "residual":
+        return ResidualField(layout, normalisation, config)
+    raise ValueError(f"unknown architecture {config.architecture!r}; accepted: 'mosim', 'residual'")

@@ -1,0 +1,197 @@
+"""The public face of a trained model: batched ``step`` and ``rollout`` on physics states."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TypeVar
+
+import numpy as np
+import torch
+
+from neural_sim.errors import InputError
+from neural_sim.model.config import IntegratorConfig, SimulatorConfig
+from neural_sim.model.dynamics import VectorField, build_vector_field
+from neural_sim.model.integrators import check_integrator, integrate_step
+
+ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
+
+# Actions may exceed their bounds by float32 rounding of a policy's rescaling, no more.
+_ACTION_TOLERANCE = 1e-5
+
+
+class Simulator:
+    """A learned simulator of one robot: physics state + action -> next physics state.
+
+    States are ``[q, v]`` (MuJoCo ``qpos`` then ``qvel``, raw units), shape ``[B, nq + nv]``;
+    actions are ``[B, nu]``, held constant over one control step of ``dt`` seconds. A single
+    unbatched state ``[nq + nv]`` with action ``[nu]`` is accepted too. NumPy in gives NumPy
+    out (same dtype); torch in gives torch out (same dtype and device), differentiable when
+    the inputs require grad.
+
+    :param config: dimensions, architecture, integrator and normalisation.
+    :param field: the vector field; a freshly initialised one is built when omitted.
+    :param device: where the model runs.
+    """
+
+    def __init__(
+        self, config: SimulatorConfig, field: VectorField | None = None, device: str | torch.device = "cpu"
+    ) -> None:
+        check_integrator(config.integrator)
+        self.config = config
+        self.field = build_vector_field(config.layout, config.normalisation, config.model) if field is None else field
+        self.device = torch.device(device)
+        self.field.to(self.device).eval()
+        layout = config.layout
+        self._action_low = torch.tensor(layout.action_low, dtype=torch.float32, device=self.device)
+        self._action_high = torch.tensor(layout.action_high, dtype=torch.float32, device=self.device)
+
+    # -- dimensions ------------------------------------------------------------------
+    @property
+    def nq(self) -> int:
+        """Number of generalised positions."""
+        return self.config.layout.nq
+
+    @property
+    def nv(self) -> int:
+        """Number of generalised velocities."""
+        return self.config.layout.nv
+
+    @property
+    def nu(self) -> int:
+        """Number of actuators."""
+        return self.config.layout.nu
+
+    @property
+    def dt(self) -> float:
+        """Control timestep in seconds."""
+        return self.config.layout.dt
+
+    @property
+    def state_size(self) -> int:
+        """``nq + nv``."""
+        return self.config.layout.state_size
+
+    @property
+    def integrator(self) -> IntegratorConfig:
+        """How each step is integrated."""
+        return self.config.integrator
+
+    def with_integrator(self, integrator: IntegratorConfig) -> Simulator:
+        """A simulator sharing this one's weights but integrating with ``integrator``."""
+        config = dataclasses.replace(self.config, integrator=integrator)
+        return Simulator(config, self.field, self.device)
+
+    def to(self, device: str | torch.device) -> Simulator:
+        """Move the model to ``device`` (in place) and return ``self``."""
+        self.device = torch.device(device)
+        self.field.to(self.device)
+        self._action_low = self._action_low.to(self.device)
+        self._action_high = self._action_high.to(self.device)
+        return self
+
+    # -- public stepping -------------------------------------------------------------
+    def step(self, states: ArrayLike, actions: ArrayLike) -> ArrayLike:
+        """Predict the state one control step later.
+
+        :param states: ``[B, nq + nv]`` (or ``[nq + nv]``).
+        :param actions: ``[B, nu]`` (or ``[nu]``), inside the action bounds.
+        :return: ``[B, nq + nv]`` (or ``[nq + nv]``), same type as ``states``.
+        :raises InputError: wrong shape, non-finite values or out-of-bound actions.
+        """
+        state_t, action_t, unbatched = self._check_inputs(states, actions, rollout=False)
+        with torch.set_grad_enabled(state_t.requires_grad or action_t.requires_grad):
+            result = self.predict(state_t, action_t)
+        return self._output_like(states, result[0] if unbatched else result)
+
+    def rollout(self, states: ArrayLike, actions: ArrayLike) -> ArrayLike:
+        """Predict open loop through a sequence of actions.
+
+        :param states: ``[B, nq + nv]`` start states (or ``[nq + nv]``).
+        :param actions: ``[B, H, nu]`` actions (or ``[H, nu]``).
+        :return: ``[B, H, nq + nv]``: the state after each action (or ``[H, nq + nv]``).
+        :raises InputError: wrong shape, non-finite values or out-of-bound actions.
+        """
+        state_t, action_t, unbatched = self._check_inputs(states, actions, rollout=True)
+        with torch.set_grad_enabled(state_t.requires_grad or action_t.requires_grad):
+            result = self.predict_rollout(state_t, action_t)
+        return self._output_like(states, result[0] if unbatched else result)
+
+    # -- unchecked tensor paths (training, environments) -------------------------------
+    def predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """One step on float32 tensors already on ``device``; no input checks."""
+        context = self.field.encode_action(actions)
+        return integrate_step(lambda y: self.field(y, context), states, self.dt, self.config.integrator)
+
+    def predict_rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[B, H, nq + nv]`` open-loop rollout on tensors; no input checks."""
+        outputs = []
+        current = states
+        for t in range(actions.shape[1]):
+            current = self.predict(current, actions[:, t])
+            outputs.append(current)
+        return torch.stack(outputs, dim=1)
+
+    # -- input checking ---------------------------------------------------------------
+    def _check_inputs(
+        self, states: ArrayLike, actions: ArrayLike, rollout: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, bool]:
+        state_t = self._to_tensor(states, "states")
+        action_t = self._to_tensor(actions, "actions")
+        n, nu = self.state_size, self.nu
+        action_shape = "[B, H, nu]" if rollout else "[B, nu]"
+        unbatched = state_t.dim() == 1
+        if state_t.dim() not in (1, 2) or state_t.shape[-1] != n:
+            raise InputError(
+                f"states must have shape [B, {n}] or [{n}] (nq={self.nq} + nv={self.nv}), "
+                f"got {tuple(state_t.shape)}"
+            )
+        expected_dim = (2 if rollout else 1) + (0 if unbatched else 1)
+        if action_t.dim() != expected_dim or action_t.shape[-1] != nu:
+            raise InputError(
+                f"actions must have shape {action_shape} with nu={nu}"
+                f"{' (unbatched: [H, nu])' if rollout else ' (unbatched: [nu])'} to go with states of shape "
+                f"{tuple(state_t.shape)}, got {tuple(action_t.shape)}"
+            )
+        if unbatched:
+            state_t, action_t = state_t.unsqueeze(0), action_t.unsqueeze(0)
+        if action_t.shape[0] != state_t.shape[0]:
+            raise InputError(
+                f"batch sizes differ: states have {state_t.shape[0]} rows, actions {action_t.shape[0]}"
+            )
+        if not torch.isfinite(state_t).all():
+            raise InputError("states contain NaN or inf")
+        if not torch.isfinite(action_t).all():
+            raise InputError("actions contain NaN or inf")
+        too_low = action_t < self._action_low - _ACTION_TOLERANCE
+        too_high = action_t > self._action_high + _ACTION_TOLERANCE
+        if (too_low | too_high).any():
+            raise InputError(
+                f"actions outside the action bounds low={self.config.layout.action_low}, "
+                f"high={self.config.layout.action_high} (the model was trained inside them; "
+                "clip or rescale the actions first)"
+            )
+        return state_t, action_t, unbatched
+
+    def _to_tensor(self, value: object, name: str) -> torch.Tensor:
+        if isinstance(value, torch.Tensor):
+            tensor = value
+        else:
+            try:
+                array = np.asarray(value)
+            except (TypeError, ValueError) as error:
+                raise InputError(f"{name} must be a NumPy array or torch tensor: {error}") from error
+            if not np.issubdtype(array.dtype, np.number) or np.issubdtype(array.dtype, np.complexfloating):
+                raise InputError(f"{name} must be real numbers, got dtype {array.dtype}")
+            tensor = torch.from_numpy(np.ascontiguousarray(array))
+        if tensor.is_complex() or tensor.dtype == torch.bool:
+            raise InputError(f"{name} must be real numbers, got dtype {tensor.dtype}")
+        return tensor.to(device=self.device, dtype=torch.float32)
+
+    @staticmethod
+    def _output_like(reference: ArrayLike, result: torch.Tensor) -> ArrayLike:
+        if isinstance(reference, torch.Tensor):
+            dtype = reference.dtype if reference.is_floating_point() else torch.float32
+            return result.to(device=reference.device, dtype=dtype)
+        ref = np.asarray(reference)
+        dtype = ref.dtype if np.issubdtype(ref.dtype, np.floating) else np.float32
+        return result.detach().cpu().numpy().astype(dtype, copy=False)

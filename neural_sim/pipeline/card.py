@@ -1,0 +1,94 @@
+"""The model card (``README.md``) of a checkpoint, written from its config alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from neural_sim.checkpoints import CheckpointConfig
+from neural_sim.envs.ids import env_ids
+
+
+def _fmt(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def model_card(config: CheckpointConfig) -> str:
+    """Markdown model card with Hub metadata, usage, accuracy figures and provenance."""
+    robot, sim, training = config.robot, config.simulator, config.training
+    layout, model, integrator = sim.layout, sim.model, sim.integrator
+    ids = env_ids(robot)
+    lines = [
+        "---",
+        "library_name: neural-sim",
+        "tags:",
+        "- reinforcement-learning",
+        "- world-model",
+        "- neural-ode",
+        "- mosim",
+        f"- {robot.source}",
+        f"- {robot.domain}",
+        "---",
+        "",
+        f"# neural-sim: {robot.name}",
+        "",
+        f"A learned simulator (MoSim-style Neural ODE, architecture `{model.architecture}`) of the "
+        f"{robot.source} `{robot.domain}` robot: physics state (qpos, qvel) and action in, "
+        "next physics state out.",
+        "",
+        "## Use",
+        "",
+        "```python",
+        "import gymnasium as gym, neural_sim",
+        f'env = gym.make("{ids[0]}")',
+        "obs, info = env.reset(seed=0)",
+        "```",
+        "",
+        "Environment ids: " + ", ".join(f"`{i}`" for i in ids) + ".",
+        "",
+        f"Python API: `sim = neural_sim.load(\"{robot.name}\")`; `sim.step(states, actions)`, "
+        "`sim.rollout(states, actions)`.",
+        "",
+        "## Model",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| nq / nv / nu | {layout.nq} / {layout.nv} / {layout.nu} |",
+        f"| control timestep | {layout.dt} s |",
+        f"| architecture | {model.architecture} ({model.activation}) |",
+        f"| integrator | {integrator.method}"
+        + (f", {integrator.substeps} substep(s)" if integrator.method == "rk4" else
+           f", rtol {integrator.rtol}, atol {integrator.atol}") + " |",
+        f"| trusted horizon (default episode length) | {config.trusted_horizon} steps |",
+        "",
+    ]
+    if config.benchmark:
+        bench = config.benchmark
+        lines += [
+            "## Prediction accuracy",
+            "",
+            "Open-loop MSE over all steps and state dimensions, raw units, on held-out random-action "
+            "data (the MoSim paper's protocol).",
+            "",
+            "| horizon | model MSE | hold-last-state MSE |",
+            "|---|---|---|",
+        ]
+        for h, row in bench.get("horizons", {}).items():
+            lines.append(f"| {h} | {_fmt(row['mse'])} | {_fmt(row.get('hold_last_state_mse', '-'))} |")
+        lines += [
+            "",
+            f"Test data: {bench.get('test_data', {})}.",
+            "",
+            f"Measured with: `{bench.get('command', '')}`",
+            "",
+        ]
+    lines += [
+        "## Provenance",
+        "",
+        f"- training command: `{training.get('command', '')}`",
+        f"- training seed: {training.get('seed', '')}",
+        f"- data: {training.get('data', {})}",
+        f"- samples seen: {training.get('samples', '')}; wall time: {training.get('wall_time_s', '')} s; "
+        f"hardware: {training.get('hardware', '')}; torch {training.get('torch_version', '')}",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,148 @@
+"""Collect random-action data from a real simulator (the MoSim paper's Poisson protocol).
+
+A data set is a safetensors file with ``states`` ``[N, T + 1, nq + nv]`` (float64) and
+``actions`` ``[N, T, nu]``, plus JSON metadata saying how to regenerate it. Collected data
+is never committed: the same command and seed rebuild it bit for bit.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from neural_sim.errors import NeuralSimError, UnknownNameError
+from neural_sim.robots import DM_CONTROL_ROBOTS, DmControlTask
+
+# The paper's protocol: switch to a new action with probability 1/5 each step (mean hold
+# time 5); a newly drawn action is zero with probability 0.3.
+SWITCH_PROBABILITY = 0.2
+ZERO_PROBABILITY = 0.3
+
+
+@dataclass(frozen=True)
+class CollectionInfo:
+    """How a data set was made (stored in its metadata and in checkpoints trained on it)."""
+
+    robot: str
+    domain: str
+    task: str
+    sequences: int
+    steps: int
+    seed: int
+    protocol: str = "poisson"
+    command: str = ""
+
+
+@dataclass
+class Dataset:
+    """Sequences of real states and the actions between them."""
+
+    states: np.ndarray  # [N, T + 1, nq + nv]
+    actions: np.ndarray  # [N, T, nu]
+    info: CollectionInfo
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the data set as safetensors (no pickle)."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        save_file(
+            {"states": torch.from_numpy(self.states), "actions": torch.from_numpy(self.actions)},
+            str(target),
+            metadata={"collection": json.dumps(asdict(self.info))},
+        )
+        return target
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Dataset:
+        """Read a data set written by :meth:`save`."""
+        try:
+            tensors = load_file(str(path))
+            with safe_open(str(path), "pt") as handle:
+                metadata = handle.metadata() or {}
+        except (SafetensorError, OSError) as error:
+            raise NeuralSimError(f"cannot read data set {path}: {error}") from error
+        if "collection" not in metadata or not {"states", "actions"} <= set(tensors):
+            raise NeuralSimError(f"{path} is not a neural-sim data set (needs 'states', 'actions' and metadata)")
+        return cls(
+            tensors["states"].numpy(), tensors["actions"].numpy(), CollectionInfo(**json.loads(metadata["collection"]))
+        )
+
+
+def poisson_actions(
+    rng: np.random.Generator, steps: int, low: np.ndarray, high: np.ndarray
+) -> np.ndarray:
+    """One sequence of Poisson random actions, ``[steps, nu]``.
+
+    The first action is drawn fresh; afterwards each step draws a new action with
+    probability :data:`SWITCH_PROBABILITY` and holds the previous one otherwise.
+    """
+    nu = len(low)
+    switch = rng.random(steps) < SWITCH_PROBABILITY
+    switch[0] = True
+    zero = rng.random(steps) < ZERO_PROBABILITY
+    draws = rng.uniform(low, high, size=(steps, nu))
+    draws[zero] = 0.0
+    # Index of the latest switch at or before each step -> hold that draw.
+    latest = np.maximum.accumulate(np.where(switch, np.arange(steps), 0))
+    return draws[latest]
+
+
+def collect(
+    robot: str,
+    sequences: int,
+    steps: int = 1000,
+    seed: int = 0,
+    task: str | None = None,
+    command: str | None = None,
+    progress: bool = False,
+) -> Dataset:
+    """Roll out Poisson random actions in the real simulator.
+
+    Each sequence starts from the stock task's own random initial state
+    (``task.initialize_episode``) and runs ``steps`` control steps with no time limit.
+
+    :param robot: a known robot name (``"acrobot"``).
+    :param sequences: number of sequences.
+    :param steps: control steps per sequence.
+    :param seed: seeds both the task's initial states and the actions.
+    :param task: stock task supplying initial states (default: the robot's default task).
+    :param command: the command line to record (default: this process's).
+    :param progress: show a progress bar.
+    """
+    if robot not in DM_CONTROL_ROBOTS:
+        raise UnknownNameError(f"unknown robot {robot!r}; known: {sorted(DM_CONTROL_ROBOTS)}")
+    if sequences < 1 or steps < 1:
+        raise NeuralSimError(f"sequences and steps must be >= 1, got {sequences} and {steps}")
+    domain, default_task, _ = DM_CONTROL_ROBOTS[robot]
+    task = task or default_task
+    bridge = DmControlTask(domain, task, seed=seed)
+    rng = np.random.default_rng(seed)
+    low, high = bridge.action_space.low, bridge.action_space.high
+    size = bridge.nq + bridge.nv
+    states = np.empty((sequences, steps + 1, size), dtype=np.float64)
+    actions = np.empty((sequences, steps, len(low)), dtype=np.float64)
+    iterator = range(sequences)
+    if progress:
+        from tqdm import tqdm
+
+        iterator = tqdm(iterator, desc=f"collect {robot}", unit="seq")
+    for i in iterator:
+        states[i, 0] = bridge.reset_random()
+        actions[i] = poisson_actions(rng, steps, low, high)
+        for t in range(steps):
+            bridge.step_physics(actions[i, t])
+            states[i, t + 1] = bridge.get_state()
+    bridge.close()
+    if command is None:
+        command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    info = CollectionInfo(robot, domain, task, sequences, steps, seed, command=command)
+    return Dataset(states, actions, info)

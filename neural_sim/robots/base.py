@@ -1,0 +1,95 @@
+"""What every robot source provides: its dimensions and a task evaluated on given states."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+from gymnasium import spaces
+
+from neural_sim.model.config import StateLayout
+
+
+@dataclass(frozen=True)
+class RobotInfo:
+    """Which robot and tasks a checkpoint models (its ``config.json`` ``robot`` section).
+
+    :param name: neural-sim's robot name (``"acrobot"``).
+    :param source: where robot and tasks come from (``"dm_control"``).
+    :param domain: the source's name for the robot (dm_control domain).
+    :param tasks: every stock task of the robot.
+    :param default_task: the task behind the short env id (``NeuralSim/Acrobot-v0``).
+    :param episode_steps: control steps in a stock episode.
+    """
+
+    name: str
+    source: str
+    domain: str
+    tasks: tuple[str, ...]
+    default_task: str
+    episode_steps: int
+
+
+@dataclass(frozen=True)
+class RobotSpec:
+    """A robot as its stock simulator defines it: identity plus state layout."""
+
+    info: RobotInfo
+    layout: StateLayout
+
+
+class TaskBridge(Protocol):
+    """A stock task evaluated on physics states that something else produced.
+
+    Write a state with :meth:`set_state`, then read the task's own observation, reward and
+    termination for it. :meth:`step_physics` advances the real simulator instead (the
+    oracle backend and data collection use it).
+    """
+
+    observation_space: spaces.Space[Any]
+    action_space: spaces.Box
+
+    def set_state(self, state: np.ndarray) -> None:
+        """Write ``[qpos, qvel]`` into the physics and recompute derived quantities."""
+        ...
+
+    def reset_to(self, state: np.ndarray) -> None:
+        """Start an episode at ``state`` (fresh simulator data, then :meth:`set_state`)."""
+        ...
+
+    def get_state(self) -> np.ndarray:
+        """The physics' current ``[qpos, qvel]`` (a copy)."""
+        ...
+
+    def reset_random(self) -> np.ndarray:
+        """Start a stock episode (the task's own random initial state); return its state."""
+        ...
+
+    def step_physics(self, action: np.ndarray) -> None:
+        """Advance the real physics one control step under ``action``."""
+        ...
+
+    def observation(self) -> Any:
+        """The task's observation of the current physics state."""
+        ...
+
+    def reward(self) -> float:
+        """The task's reward for the current physics state."""
+        ...
+
+    def termination(self) -> tuple[bool, bool]:
+        """``(terminated, truncated)`` as the stock task decides for the current state."""
+        ...
+
+    def render(self, width: int, height: int, camera_id: int) -> np.ndarray:
+        """An RGB image of the current physics state."""
+        ...
+
+    def seed(self, seed: int | None) -> None:
+        """Reseed the task's own randomness (used by :meth:`reset_random`)."""
+        ...
+
+    def close(self) -> None:
+        """Free the physics."""
+        ...

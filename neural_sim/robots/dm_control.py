@@ -1,0 +1,165 @@
+"""Stock dm_control suite domains and tasks, unpatched, evaluated on given physics states."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import mujoco
+import numpy as np
+from dm_control import suite
+from gymnasium import spaces
+from shimmy.utils.dm_env import dm_spec2gym_space
+
+from neural_sim.errors import UnknownNameError
+from neural_sim.model.config import StateLayout
+from neural_sim.robots.base import RobotInfo, RobotSpec
+
+#: neural-sim robot name -> (dm_control domain, default task, translation-invariant joints).
+DM_CONTROL_ROBOTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
+    "acrobot": ("acrobot", "swingup", ()),
+    "pendulum": ("pendulum", "swingup", ()),
+    "cartpole": ("cartpole", "swingup", ()),
+    "reacher": ("reacher", "easy", ()),
+    "cheetah": ("cheetah", "run", ("rootx",)),
+    "hopper": ("hopper", "hop", ("rootx",)),
+    "walker": ("walker", "walk", ("rootx",)),
+}
+
+
+def domain_tasks(domain: str) -> tuple[str, ...]:
+    """Every stock task of a dm_control domain, in the suite's order."""
+    if domain not in suite.TASKS_BY_DOMAIN:
+        raise UnknownNameError(f"unknown dm_control domain {domain!r}; known: {sorted(suite.TASKS_BY_DOMAIN)}")
+    return tuple(suite.TASKS_BY_DOMAIN[domain])
+
+
+class DmControlTask:
+    """One stock dm_control task bound to its own ``Physics``.
+
+    :param domain: dm_control domain (``"acrobot"``).
+    :param task: stock task of that domain (``"swingup"``).
+    :param seed: seed of the task's own randomness (used only by :meth:`reset_random`).
+    """
+
+    def __init__(self, domain: str, task: str, seed: int | None = None) -> None:
+        tasks = domain_tasks(domain)
+        if task not in tasks:
+            raise UnknownNameError(f"unknown task {task!r} of dm_control domain {domain!r}; known: {list(tasks)}")
+        self.domain, self.task_name = domain, task
+        # No time limit: episode length is the environment's business, not the bridge's.
+        self._env = suite.load(domain, task, task_kwargs={"random": seed, "time_limit": float("inf")})
+        self.physics = self._env.physics
+        self.task = self._env.task
+        self.dt = float(self._env.control_timestep())
+        self.n_sub_steps = round(self.dt / float(self.physics.timestep()))
+        self.observation_space: spaces.Space[Any] = dm_spec2gym_space(self._env.observation_spec())
+        action_space = dm_spec2gym_space(self._env.action_spec())
+        assert isinstance(action_space, spaces.Box)
+        self.action_space: spaces.Box = action_space
+        self.nq, self.nv = int(self.physics.model.nq), int(self.physics.model.nv)
+
+    # -- state ----------------------------------------------------------------------------
+    def set_state(self, state: np.ndarray) -> None:
+        """Write ``[qpos, qvel]`` and run ``mj_forward`` so every derived quantity matches it."""
+        self.physics.data.qpos[:] = state[: self.nq]
+        self.physics.data.qvel[:] = state[self.nq :]
+        self.physics.forward()
+
+    def reset_to(self, state: np.ndarray) -> None:
+        """Start an episode at ``state``: reset ``MjData`` (time 0, no solver warm start), as
+        dm_control's own episode reset does, then write the state."""
+        with self.physics.reset_context():
+            self.physics.data.qpos[:] = state[: self.nq]
+            self.physics.data.qvel[:] = state[self.nq :]
+
+    def get_state(self) -> np.ndarray:
+        """The current ``[qpos, qvel]`` (a copy)."""
+        return np.concatenate([self.physics.data.qpos, self.physics.data.qvel])
+
+    def reset_random(self) -> np.ndarray:
+        """Start an episode the stock way (``task.initialize_episode``); return its state."""
+        with self.physics.reset_context():
+            self.task.initialize_episode(self.physics)
+        return self.get_state()
+
+    def step_physics(self, action: np.ndarray) -> None:
+        """Advance the real physics one control step, exactly as ``control.Environment.step``."""
+        self.task.before_step(action, self.physics)
+        self.physics.step(self.n_sub_steps)
+        self.task.after_step(self.physics)
+
+    # -- task quantities ------------------------------------------------------------------
+    def observation(self) -> OrderedDict[str, np.ndarray]:
+        """The stock observation (arrays copied: dm_control may return views of physics data)."""
+        obs = self.task.get_observation(self.physics)
+        return OrderedDict((key, np.array(value)) for key, value in obs.items())
+
+    def reward(self) -> float:
+        """The stock reward."""
+        return float(self.task.get_reward(self.physics))
+
+    def termination(self) -> tuple[bool, bool]:
+        """``(terminated, truncated)``: a discount of 0 terminates, a positive one truncates."""
+        discount = self.task.get_termination(self.physics)
+        if discount is None:
+            return False, False
+        return discount == 0, discount > 0
+
+    def render(self, width: int = 320, height: int = 240, camera_id: int = -1) -> np.ndarray:
+        """An RGB frame of the current state (needs a MuJoCo GL backend: ``MUJOCO_GL``)."""
+        return np.asarray(self.physics.render(height=height, width=width, camera_id=camera_id))
+
+    def seed(self, seed: int | None) -> None:
+        """Reseed the task's randomness."""
+        self.task._random = np.random.RandomState(seed)  # dm_control keeps it private
+
+    def close(self) -> None:
+        """Free the physics."""
+        self._env.close()
+
+    # -- robot description ------------------------------------------------------------------
+    def robot_spec(self, name: str, default_task: str, invariant_joints: tuple[str, ...] = ()) -> RobotSpec:
+        """Read the robot's dimensions, bounds and coordinate kinds from the MuJoCo model."""
+        model = self.physics.model
+        angle_qpos, invariant_qpos = [], []
+        for joint in range(model.njnt):
+            address = int(model.jnt_qposadr[joint])
+            if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE and not model.jnt_limited[joint]:
+                angle_qpos.append(address)
+            if mujoco.mj_id2name(model.ptr, mujoco.mjtObj.mjOBJ_JOINT, joint) in invariant_joints:
+                invariant_qpos.append(address)
+        stock = suite.load(self.domain, self.task_name)
+        episode_steps = int(stock._step_limit)  # dm_control exposes the stock limit nowhere else
+        stock.close()
+        info = RobotInfo(
+            name=name,
+            source="dm_control",
+            domain=self.domain,
+            tasks=domain_tasks(self.domain),
+            default_task=default_task,
+            episode_steps=episode_steps,
+        )
+        layout = StateLayout(
+            nq=self.nq,
+            nv=self.nv,
+            nu=int(model.nu),
+            dt=self.dt,
+            action_low=tuple(float(x) for x in self.action_space.low),
+            action_high=tuple(float(x) for x in self.action_space.high),
+            angle_qpos=tuple(angle_qpos),
+            invariant_qpos=tuple(invariant_qpos),
+        )
+        return RobotSpec(info, layout)
+
+
+def dm_control_robot_spec(name: str) -> RobotSpec:
+    """The :class:`RobotSpec` of a known dm_control robot (``"acrobot"``, ``"cheetah"``, ...)."""
+    if name not in DM_CONTROL_ROBOTS:
+        raise UnknownNameError(f"unknown robot {name!r}; known dm_control robots: {sorted(DM_CONTROL_ROBOTS)}")
+    domain, default_task, invariant = DM_CONTROL_ROBOTS[name]
+    bridge = DmControlTask(domain, default_task)
+    try:
+        return bridge.robot_spec(name, default_task, invariant)
+    finally:
+        bridge.close()

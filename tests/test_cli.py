@@ -1,0 +1,46 @@
+"""The ``neural-sim`` command: wiring and error reporting."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from neural_sim.checkpoints import read_config
+from neural_sim.cli import main
+from neural_sim.pipeline.collect import Dataset
+
+
+def test_info_describes_a_shipped_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "acrobot"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["robot"]["name"] == "acrobot"
+    assert "NeuralSim/Acrobot-v0" in info["env_ids"]
+    assert info["layout"]["nq"] == 2
+
+
+def test_errors_are_reported_without_a_traceback(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "nosuchbot"]) == 2
+    assert "neural-sim: error: no checkpoint called 'nosuchbot'" in capsys.readouterr().err
+
+
+def test_collect_then_train_records_both_commands(tmp_path: Path) -> None:
+    data = tmp_path / "d.safetensors"
+    assert main(["collect", "pendulum", "--sequences", "3", "--steps", "130", "--seed", "4", "--out", str(data)]) == 0
+    assert Dataset.load(data).info.command.startswith("neural-sim collect pendulum")
+    out = tmp_path / "ckpt"
+    argv = ["train", "pendulum", "--data", str(data), "--out", str(out), "--iterations", "4", "--eval-every", "2",
+            "--batch-size", "16", "--architecture", "residual"]
+    assert main(argv) == 0
+    config = read_config(out)
+    assert config.training["command"] == "neural-sim " + " ".join(argv)
+    assert config.training["data"]["command"].startswith("neural-sim collect pendulum")
+    assert config.simulator.model.architecture == "residual"
+
+
+def test_training_on_another_robots_data_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    data = tmp_path / "d.safetensors"
+    main(["collect", "pendulum", "--sequences", "1", "--steps", "5", "--out", str(data)])
+    assert main(["train", "acrobot", "--data", str(data), "--out", str(tmp_path / "x")]) == 2
+    assert "holds data of robot 'pendulum'" in capsys.readouterr().err
