@@ -6,11 +6,13 @@ Layout (hub-ready)::
                               normalisation, trusted horizon, training provenance, benchmark
     model.safetensors         the vector field's weights
     reset_states.safetensors  real physics states ("states": [N, nq + nv]) for env resets
+    density.safetensors       optional: the density model's weights (config in "density")
     README.md                 the model card
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from dataclasses import dataclass, field
@@ -22,6 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from neural_sim.density.model import DensityConfig, DensityModel
 from neural_sim.errors import CheckpointError, UnknownNameError
 from neural_sim.model.config import SimulatorConfig, from_dict, to_dict
 from neural_sim.model.dynamics import build_vector_field
@@ -33,6 +36,7 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
 MODEL_FILE = "model.safetensors"
 RESET_STATES_FILE = "reset_states.safetensors"
+DENSITY_FILE = "density.safetensors"
 CARD_FILE = "README.md"
 REQUIRED_FILES = (CONFIG_FILE, MODEL_FILE, RESET_STATES_FILE)
 
@@ -48,6 +52,7 @@ class CheckpointConfig:
         default episode length of its environments.
     :param training: provenance: command, seed, data, wall time, samples, hardware.
     :param benchmark: prediction accuracy figures and the command that measured them.
+    :param density: the density model's config and calibration, if the checkpoint has one.
     """
 
     format_version: int
@@ -56,6 +61,7 @@ class CheckpointConfig:
     trusted_horizon: int
     training: dict[str, Any] = field(default_factory=dict)
     benchmark: dict[str, Any] = field(default_factory=dict)
+    density: DensityConfig | None = None
 
 
 def shipped_checkpoints_dir() -> Path:
@@ -96,8 +102,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
     )
 
 
-def read_config(folder: Path) -> CheckpointConfig:
+def read_config(folder: str | os.PathLike[str]) -> CheckpointConfig:
     """Read and validate ``config.json`` of a checkpoint folder."""
+    folder = Path(folder)
     _require_files(folder, (CONFIG_FILE,))
     try:
         raw = json.loads((folder / CONFIG_FILE).read_text())
@@ -119,8 +126,11 @@ def read_config(folder: Path) -> CheckpointConfig:
         raise CheckpointError(f"{folder / CONFIG_FILE} is invalid: {error}") from error
 
 
-def load_simulator(folder: Path, config: CheckpointConfig, device: str | torch.device = "cpu") -> Simulator:
+def load_simulator(
+    folder: str | os.PathLike[str], config: CheckpointConfig, device: str | torch.device = "cpu"
+) -> Simulator:
     """Build the network from ``config`` and load ``model.safetensors`` into it."""
+    folder = Path(folder)
     _require_files(folder, (MODEL_FILE,))
     try:
         field_ = build_vector_field(config.simulator.layout, config.simulator.normalisation, config.simulator.model)
@@ -143,8 +153,9 @@ def load_simulator(folder: Path, config: CheckpointConfig, device: str | torch.d
     return Simulator(config.simulator, field_, device)
 
 
-def load_reset_states(folder: Path, state_size: int) -> np.ndarray:
+def load_reset_states(folder: str | os.PathLike[str], state_size: int) -> np.ndarray:
     """The real states shipped for resets, ``[N, nq + nv]`` float64."""
+    folder = Path(folder)
     _require_files(folder, (RESET_STATES_FILE,))
     tensors = _read_safetensors(folder / RESET_STATES_FILE)
     if "states" not in tensors:
@@ -157,6 +168,47 @@ def load_reset_states(folder: Path, state_size: int) -> np.ndarray:
     if not np.isfinite(states).all():
         raise CheckpointError(f"{folder / RESET_STATES_FILE}: 'states' contains NaN or inf")
     return states
+
+
+def load_density(folder: str | os.PathLike[str], config: CheckpointConfig) -> DensityModel:
+    """The checkpoint's density model.
+
+    :raises CheckpointError: the checkpoint has none, or its file is missing or damaged.
+    """
+    folder = Path(folder)
+    if config.density is None:
+        raise CheckpointError(
+            f"checkpoint {folder} has no density model; fit one with `neural-sim fit-density {folder}`"
+        )
+    _require_files(folder, (DENSITY_FILE,))
+    try:
+        density = DensityModel(config.simulator.layout, config.simulator.normalisation, config.density)
+    except ValueError as error:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: invalid density config: {error}") from error
+    weights = _read_safetensors(folder / DENSITY_FILE)
+    missing, unexpected = _state_dict_mismatch(density.state_dict(), weights)
+    if missing or unexpected or any(t.shape != weights[n].shape for n, t in density.state_dict().items()):
+        raise CheckpointError(
+            f"{folder / DENSITY_FILE} does not match the density config in {CONFIG_FILE} "
+            f"(missing {missing[:5]}, unexpected {unexpected[:5]}, or shapes differ)"
+        )
+    density.load_state_dict(weights)
+    return density.eval()
+
+
+def save_density(folder: str | os.PathLike[str], density: DensityModel) -> CheckpointConfig:
+    """Add (or replace) a density model in an existing checkpoint folder."""
+    path = Path(folder)
+    config = dataclasses.replace(read_config(path), density=density.config)
+    weights = {name: tensor.detach().cpu().contiguous() for name, tensor in density.state_dict().items()}
+    save_file(weights, str(path / DENSITY_FILE), metadata={"format": "pt"})
+    write_config(path, config)
+    return config
+
+
+def write_config(folder: Path, config: CheckpointConfig) -> None:
+    """Write ``config.json``."""
+    (folder / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
 
 
 def save_checkpoint(
@@ -172,7 +224,7 @@ def save_checkpoint(
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in simulator.field.state_dict().items()}
     save_file(weights, str(path / MODEL_FILE), metadata={"format": "pt"})
     save_file({"states": torch.as_tensor(np.asarray(reset_states, dtype=np.float64))}, str(path / RESET_STATES_FILE))
-    (path / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    write_config(path, config)
     (path / CARD_FILE).write_text(card)
     return path
 

@@ -61,6 +61,45 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
     train(dataset, robot_spec(args.robot), args.out, model, integrator, config, command=_command_line(argv))
 
 
+def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.checkpoints import read_config, resolve_checkpoint, save_density
+    from neural_sim.density.fit import DensityFitConfig, fit_density
+    from neural_sim.pipeline.card import model_card
+    from neural_sim.pipeline.collect import recollect_training_data
+
+    _set_threads(args.threads)
+    folder = resolve_checkpoint(args.checkpoint)
+    config = read_config(folder)
+    dataset = recollect_training_data(config.training, progress=True)
+    fit_config = DensityFitConfig(kind=args.kind, iterations=args.iterations, seed=args.seed)
+    density = fit_density(dataset, config.simulator, fit_config, command=_command_line(argv), progress=True)
+    config = save_density(folder, density)
+    (folder / "README.md").write_text(model_card(config))
+    assert config.density is not None
+    print(f"wrote {folder}/density.safetensors (c={config.density.c:.3f}, k={config.density.k:.3f})")
+
+
+def _cmd_benchmark_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.checkpoints import resolve_checkpoint
+    from neural_sim.pipeline.benchmark import write_benchmark
+    from neural_sim.pipeline.density_benchmark import benchmark_density
+
+    _set_threads(args.threads)
+    folder = resolve_checkpoint(args.checkpoint)
+    results = benchmark_density(folder, args.sequences, args.seed, args.rows, _command_line(argv))
+    print(f"flow: {results['flow']}")
+    for name, value in results["auroc"].items():
+        print(f"AUROC in-distribution vs {name}: {value:.4f}")
+    print(f"Spearman(penalty, one-step error): {results['spearman_penalty_vs_one_step_error']:.3f}")
+    cost = results["step_cost"]
+    print(f"env step: {cost['off_ms']:.3f} ms off, {cost['on_ms']:.3f} ms on (+{100 * cost['overhead']:.0f}%)")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.write:
+        write_benchmark(folder, {"density": results})
+        print(f"wrote the figures into {folder}/config.json and its model card")
+
+
 def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.checkpoints import read_config, resolve_checkpoint
     from neural_sim.envs.ids import env_ids
@@ -144,6 +183,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--write", action="store_true", help="store the figures in the checkpoint and its card")
     p.set_defaults(func=_cmd_benchmark)
+
+    p = sub.add_parser("fit-density", help="fit and calibrate the density model of a checkpoint")
+    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.add_argument("--kind", choices=["nsf", "maf"], default="nsf", help="zuko flow (default nsf)")
+    p.add_argument("--iterations", type=int, default=3000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.set_defaults(func=_cmd_fit_density)
+
+    p = sub.add_parser("benchmark-density", help="separation, error prediction and cost of the density penalty")
+    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.add_argument("--sequences", type=int, default=10, help="held-out random-action sequences (default 10)")
+    p.add_argument("--seed", type=int, default=1, help="held-out data seed, not the training one (default 1)")
+    p.add_argument("--rows", type=int, default=5000, help="rows per evaluation set (default 5000)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--write", action="store_true", help="store the figures in the checkpoint and its card")
+    p.set_defaults(func=_cmd_benchmark_density)
 
     p = sub.add_parser("info", help="describe a checkpoint: robot, env ids, dims, accuracy, provenance")
     p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")

@@ -176,3 +176,26 @@ def test_rollout_needs_a_time_axis_in_actions() -> None:
 def test_unknown_integrator_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown integrator 'euler'"):
         make_simulator(integrator=IntegratorConfig(method="euler"))  # type: ignore[arg-type]
+
+
+class ConstantAcceleration(VectorField):
+    """a = 3 everywhere."""
+
+    def __init__(self, velocity_lag: float) -> None:
+        layout = StateLayout(1, 1, 1, 0.02, (-1.0,), (1.0,), velocity_lag=velocity_lag)
+        super().__init__(layout, default_normalisation(layout))
+
+    def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(v, 3.0)
+
+
+def test_velocity_lag_reproduces_semi_implicit_euler_positions() -> None:
+    h, a = 0.02, 3.0
+    state = torch.tensor([[0.5, -1.0]], dtype=torch.float64)
+    context = torch.zeros(1, 1, dtype=torch.float64)
+    euler = torch.tensor([[0.5 + h * (-1.0 + h * a), -1.0 + h * a]], dtype=torch.float64)  # q' = q + h v'
+    lagged = ConstantAcceleration(velocity_lag=h / 2).double()
+    plain = ConstantAcceleration(velocity_lag=0.0).double()
+    step = IntegratorConfig("rk4", 1)
+    torch.testing.assert_close(integrate_step(lambda y: lagged(y, context), state, h, step), euler)
+    assert (integrate_step(lambda y: plain(y, context), state, h, step) - euler).abs().max() > 1e-4

@@ -9,7 +9,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from neural_sim.checkpoints import load_reset_states, load_simulator, read_config, resolve_checkpoint
+from neural_sim.checkpoints import (
+    load_density,
+    load_reset_states,
+    load_simulator,
+    read_config,
+    resolve_checkpoint,
+)
 from neural_sim.errors import CheckpointError, DivergenceError, InputError, UnknownNameError
 from neural_sim.model.simulator import Simulator
 from neural_sim.robots import make_task_bridge
@@ -34,6 +40,10 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     A state drawn (with the env's seeded RNG) from the checkpoint's real-buffer states,
     or the caller's ``reset_states``; ``reset(options={"state": s})`` starts at ``s``.
 
+    ## Rewards
+    The stock task's reward of the new state, plus ``density_penalty * penalty`` when the
+    density penalty is on (see Arguments).
+
     ## Episode End
     Terminated when the stock task says so (discount 0); truncated after
     ``max_episode_steps`` (registered default: the checkpoint's trusted horizon).
@@ -46,6 +56,11 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     :param reset_states: ``[N, nq + nv]`` real states to start episodes from, replacing
         the checkpoint's buffer.
     :param integrator: override the checkpoint's integrator (``"rk4"`` or ``"dopri5"``).
+    :param density_penalty: weight of the density penalty added to the task reward (0, the
+        default, turns it off). ``penalty = sigmoid((log p(s, a) - c) / k) - 1`` in
+        ``(-1, 0)`` for the state the step starts from and the action taken; ``c`` and
+        ``k`` are calibrated per checkpoint. ``info`` then carries ``task_reward``,
+        ``log_density`` and ``penalty``.
     :param device: torch device of the model.
     :param render_mode: ``None`` or ``"rgb_array"``.
     :param render_kwargs: ``width``, ``height``, ``camera_id`` of rendered frames.
@@ -63,6 +78,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         backend: Backend = "neural",
         reset_states: np.ndarray | None = None,
         integrator: str | None = None,
+        density_penalty: float = 0.0,
         device: str | torch.device = "cpu",
         render_mode: str | None = None,
         render_kwargs: dict[str, Any] | None = None,
@@ -98,6 +114,10 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             self._reset_states = self._check_states(np.asarray(reset_states, dtype=np.float64), "reset_states", 2)
             if len(self._reset_states) == 0:
                 raise InputError("reset_states is empty; give at least one [nq + nv] state")
+        if not np.isfinite(density_penalty) or density_penalty < 0:
+            raise InputError(f"density_penalty must be a finite weight >= 0 (0 = off), got {density_penalty}")
+        self.density_penalty = float(density_penalty)
+        self.density = load_density(folder, self.config) if self.density_penalty > 0 else None
         self.render_mode = render_mode
         self.render_kwargs = dict(render_kwargs or {})
         self.metadata = {**self.metadata, "render_fps": round(1.0 / layout.dt)}  # type: ignore[misc]
@@ -124,6 +144,9 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         action = self._check_action(action)
+        info: dict[str, Any] = {}
+        if self.density is not None:
+            info["log_density"], info["penalty"] = self._density_terms(self._state, action)
         if self.backend == "physics":
             self.bridge.step_physics(action)
             self._state = self.bridge.get_state()
@@ -131,7 +154,12 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             self._state = self._predict(self._state, action)
             self.bridge.set_state(self._state)
         terminated, truncated = self.bridge.termination()
-        return self.bridge.observation(), self.bridge.reward(), terminated, truncated, {"state": self._state.copy()}
+        reward = task_reward = self.bridge.reward()
+        if self.density is not None:
+            reward = task_reward + self.density_penalty * info["penalty"]
+            info["task_reward"] = task_reward
+        info["state"] = self._state.copy()
+        return self.bridge.observation(), reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]
         """An RGB frame of the current (predicted) state when ``render_mode="rgb_array"``."""
@@ -161,6 +189,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
                 f"and action {action.tolist()}: it was driven far outside its training data"
             )
         return next_state
+
+    def _density_terms(self, state: np.ndarray, action: np.ndarray) -> tuple[float, float]:
+        assert self.density is not None
+        with torch.no_grad():
+            s = torch.as_tensor(state, dtype=torch.float32).unsqueeze(0)
+            a = torch.as_tensor(action, dtype=torch.float32).unsqueeze(0)
+            log_density = self.density.log_density(s, a)
+            return float(log_density[0]), float(self.density.penalty(log_density)[0])
 
     def _check_action(self, action: Any) -> np.ndarray:
         space = self.action_space

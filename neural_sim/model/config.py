@@ -42,6 +42,11 @@ class StateLayout:
     :param angle_qpos: indices of unlimited hinge angles, fed to networks as (sin, cos).
     :param invariant_qpos: indices of translation-invariant coordinates (a free root's x),
         left out of network inputs because the dynamics do not depend on them.
+    :param velocity_lag: ``dq/dt = v + velocity_lag * dv/dt``. Zero for data from a smooth
+        integrator (MuJoCo RK4). Half the physics timestep for semi-implicit Euler (MuJoCo's
+        default), whose position update ``q' = q + h v'`` is the flow of that modified
+        equation up to O(h^3) per physics step; with ``dq/dt = v`` alone a model keeps an
+        error of ``h^2 a / 2`` per step that no training removes.
     """
 
     nq: int
@@ -52,6 +57,7 @@ class StateLayout:
     action_high: tuple[float, ...]
     angle_qpos: tuple[int, ...] = ()
     invariant_qpos: tuple[int, ...] = ()
+    velocity_lag: float = 0.0
 
     @property
     def state_size(self) -> int:

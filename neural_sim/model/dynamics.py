@@ -97,7 +97,10 @@ class VectorField(nn.Module):
     def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """``d state / dt`` for ``state = [q, v]`` (requires ``nq == nv``)."""
         q, v = state[..., : self.layout.nq], state[..., self.layout.nq :]
-        return torch.cat([v, self.acceleration(q, v, context)], dim=-1)
+        acceleration = self.acceleration(q, v, context)
+        lag = self.layout.velocity_lag
+        position_rate = v + lag * acceleration if lag else v
+        return torch.cat([position_rate, acceleration], dim=-1)
 
 
 class MoSimField(VectorField):

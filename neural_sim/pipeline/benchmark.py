@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import statistics
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from typing import Any
 
 import torch
 
-from neural_sim.checkpoints import CARD_FILE, CONFIG_FILE, CheckpointConfig, load_simulator, read_config
+from neural_sim.checkpoints import CARD_FILE, CheckpointConfig, load_simulator, read_config, write_config
 from neural_sim.errors import NeuralSimError
 from neural_sim.model.config import to_dict
 from neural_sim.model.simulator import Simulator
@@ -80,8 +79,9 @@ def benchmark(
 
 
 def write_benchmark(folder: Path, results: dict[str, Any]) -> CheckpointConfig:
-    """Store ``results`` in the checkpoint's ``config.json`` and regenerate its model card."""
-    config = dataclasses.replace(read_config(folder), benchmark=results)
-    (folder / CONFIG_FILE).write_text(json.dumps(to_dict(config), indent=2) + "\n")
+    """Merge ``results`` into the checkpoint's ``benchmark`` record and regenerate its model card."""
+    old = read_config(folder)
+    config = dataclasses.replace(old, benchmark={**old.benchmark, **results})
+    write_config(folder, config)
     (folder / CARD_FILE).write_text(model_card(config))
     return config

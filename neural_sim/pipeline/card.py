@@ -61,7 +61,7 @@ def model_card(config: CheckpointConfig) -> str:
         f"| trusted horizon (default episode length) | {config.trusted_horizon} steps |",
         "",
     ]
-    if config.benchmark:
+    if config.benchmark.get("horizons"):
         bench = config.benchmark
         lines += [
             "## Prediction accuracy",
@@ -81,6 +81,35 @@ def model_card(config: CheckpointConfig) -> str:
             f"Measured with: `{bench.get('command', '')}`",
             "",
         ]
+    if config.density is not None:
+        density = config.density
+        fit = density.fit or {}
+        lines += [
+            "## Density penalty",
+            "",
+            f"A `{density.kind}` flow ({density.transforms} transforms, hidden {list(density.hidden)}) over "
+            "(state, action) of the training data. `gym.make(..., density_penalty=w)` adds "
+            "`w * (sigmoid((log p - c) / k) - 1)` to the reward, with "
+            f"c = {density.c:.4g} and k = {density.k:.4g} calibrated on held-out training data "
+            f"(log p quantiles {fit.get('held_out_log_density', {})}).",
+            "",
+            f"Fitted with: `{fit.get('command', '')}`",
+            "",
+        ]
+        evidence = config.benchmark.get("density")
+        if evidence:
+            cost = evidence["step_cost"]
+            lines += [
+                "| AUROC vs perturbed | AUROC vs controller | Spearman(penalty, one-step error) | env step off / on |",
+                "|---|---|---|---|",
+                f"| {evidence['auroc']['perturbed']:.4f} | {evidence['auroc']['controller']:.4f} | "
+                f"{evidence['spearman_penalty_vs_one_step_error']:.3f} | "
+                f"{cost['off_ms']:.3f} / {cost['on_ms']:.3f} ms |",
+                "",
+                f"Perturbed: {evidence['perturbation']}; controller: {evidence['controller']}. "
+                f"Measured with: `{evidence['command']}`",
+                "",
+            ]
     lines += [
         "## Provenance",
         "",

@@ -13,6 +13,7 @@ import shlex
 import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -146,3 +147,16 @@ def collect(
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     info = CollectionInfo(robot, domain, task, sequences, steps, seed, command=command)
     return Dataset(states, actions, info)
+
+
+def recollect_training_data(training: dict[str, Any], progress: bool = False) -> Dataset:
+    """Collect a checkpoint's training data again from the command and seed in its record.
+
+    :param training: the ``training`` section of a checkpoint's config.
+    :raises NeuralSimError: the record names no data.
+    """
+    data = training.get("data")
+    if not data:
+        raise NeuralSimError("the checkpoint records no training data to regenerate")
+    return collect(data["robot"], data["sequences"], data["steps"], data["seed"], data["task"],
+                   command=data.get("command", ""), progress=progress)

@@ -70,6 +70,10 @@ class TaskBridge(Protocol):
         """Advance the real physics one control step under ``action``."""
         ...
 
+    def actuator_dofs(self) -> np.ndarray:
+        """The velocity index each actuator drives, ``[nu]``."""
+        ...
+
     def observation(self) -> Any:
         """The task's observation of the current physics state."""
         ...

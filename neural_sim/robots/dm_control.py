@@ -89,6 +89,12 @@ class DmControlTask:
         self.physics.step(self.n_sub_steps)
         self.task.after_step(self.physics)
 
+    def actuator_dofs(self) -> np.ndarray:
+        """The velocity index (dof) each actuator drives, ``[nu]`` (joint actuators only)."""
+        model = self.physics.model
+        joints = model.actuator_trnid[:, 0]
+        return np.asarray(model.jnt_dofadr[joints], dtype=np.int64)
+
     # -- task quantities ------------------------------------------------------------------
     def observation(self) -> OrderedDict[str, np.ndarray]:
         """The stock observation (arrays copied: dm_control may return views of physics data)."""
@@ -129,6 +135,9 @@ class DmControlTask:
                 angle_qpos.append(address)
             if mujoco.mj_id2name(model.ptr, mujoco.mjtObj.mjOBJ_JOINT, joint) in invariant_joints:
                 invariant_qpos.append(address)
+        # Semi-implicit (and implicit) Euler update positions with the new velocity.
+        euler = model.opt.integrator != mujoco.mjtIntegrator.mjINT_RK4
+        velocity_lag = float(model.opt.timestep) / 2 if euler else 0.0
         stock = suite.load(self.domain, self.task_name)
         episode_steps = int(stock._step_limit)  # dm_control exposes the stock limit nowhere else
         stock.close()
@@ -149,6 +158,7 @@ class DmControlTask:
             action_high=tuple(float(x) for x in self.action_space.high),
             angle_qpos=tuple(angle_qpos),
             invariant_qpos=tuple(invariant_qpos),
+            velocity_lag=velocity_lag,
         )
         return RobotSpec(info, layout)
 

@@ -1,0 +1,116 @@
+"""Density model: deterministic log-density, calibrated penalty, env integration, storage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from neural_sim.checkpoints import load_density, read_config, save_density
+from neural_sim.density import calibrate
+from neural_sim.density.fit import DensityFitConfig, fit_density
+from neural_sim.envs.single import NeuralSimEnv
+from neural_sim.errors import CheckpointError, InputError
+from neural_sim.pipeline.collect import Dataset
+from neural_sim.pipeline.density_benchmark import auroc, benchmark_density
+
+
+@pytest.fixture(scope="session")
+def density_checkpoint(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path,
+                       acrobot_data: Dataset) -> Path:
+    """The tiny checkpoint plus a briefly fitted density model."""
+    folder = tmp_path_factory.mktemp("dens") / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = DensityFitConfig(kind="maf", transforms=2, hidden=(16,), iterations=150, batch_size=256)
+    density = fit_density(acrobot_data, read_config(folder).simulator, config, command="pytest-density",
+                          log=lambda _: None)
+    save_density(folder, density)
+    return folder
+
+
+def test_calibration_puts_the_penalty_scale_on_held_out_data() -> None:
+    values = np.random.default_rng(0).normal(10.0, 2.0, size=100_000)
+    c, k, quantiles = calibrate(values)
+    assert c == pytest.approx(10.0 - 2.326 * 2.0, abs=0.05)  # the 1% quantile
+    assert k == pytest.approx((np.median(values) - c) / 4, rel=1e-9)
+    assert quantiles["q50"] == pytest.approx(10.0, abs=0.05)
+
+
+def test_log_density_is_deterministic_and_the_penalty_lies_in_its_range(density_checkpoint: Path) -> None:
+    density = load_density(density_checkpoint, read_config(density_checkpoint))
+    states = torch.randn(64, 4) * torch.tensor([1.0, 1.0, 20.0, 20.0])
+    actions = torch.rand(64, 1) * 2 - 1
+    with torch.no_grad():
+        first, second = density.log_density(states, actions), density.log_density(states, actions)
+        penalty = density.penalty(first)
+    assert torch.equal(first, second)
+    # (-1, 0) mathematically; far from the data the sigmoid underflows to exactly -1.
+    assert ((penalty >= -1) & (penalty < 0)).all()
+
+
+def test_familiar_inputs_score_higher_than_far_away_ones(density_checkpoint: Path, acrobot_data: Dataset) -> None:
+    density = load_density(density_checkpoint, read_config(density_checkpoint))
+    states = torch.as_tensor(acrobot_data.states[:, 100:140].reshape(-1, 4), dtype=torch.float32)
+    actions = torch.as_tensor(acrobot_data.actions[:, 100:140].reshape(-1, 1), dtype=torch.float32)
+    far = states.clone()
+    far[:, 2:] += 60.0  # velocities far beyond anything in the data
+    with torch.no_grad():
+        assert auroc(density.log_density(states, actions).numpy(), density.log_density(far, actions).numpy()) > 0.95
+
+
+def test_env_reward_adds_the_weighted_penalty_and_reports_its_terms(density_checkpoint: Path) -> None:
+    plain = NeuralSimEnv(density_checkpoint)
+    penalised = gym.make("NeuralSim/Acrobot-v0", checkpoint=str(density_checkpoint), density_penalty=2.0)
+    plain.reset(seed=1)
+    penalised.reset(seed=1)
+    for _ in range(5):
+        _, reward_plain, *_ = plain.step(np.array([0.3]))
+        _, reward, _, _, info = penalised.step(np.array([0.3]))
+        assert info["task_reward"] == reward_plain
+        assert -1 < info["penalty"] < 0 and np.isfinite(info["log_density"])
+        assert reward == pytest.approx(reward_plain + 2.0 * info["penalty"])
+
+
+def test_penalty_is_off_by_default_and_bad_weights_are_refused(density_checkpoint: Path) -> None:
+    env = NeuralSimEnv(density_checkpoint)
+    env.reset(seed=0)
+    assert "penalty" not in env.step(np.zeros(1))[4]
+    with pytest.raises(InputError, match="density_penalty must be a finite weight >= 0"):
+        NeuralSimEnv(density_checkpoint, density_penalty=-1.0)
+
+
+def test_checkpoint_without_a_density_model_says_how_to_fit_one(tiny_checkpoint: Path) -> None:
+    with pytest.raises(CheckpointError, match="has no density model; fit one with `neural-sim fit-density"):
+        NeuralSimEnv(tiny_checkpoint, density_penalty=1.0)
+
+
+def test_damaged_density_file_is_reported(tmp_path: Path, density_checkpoint: Path) -> None:
+    folder = tmp_path / "c"
+    shutil.copytree(density_checkpoint, folder)
+    raw = json.loads((folder / "config.json").read_text())
+    raw["density"]["hidden"] = [32]
+    (folder / "config.json").write_text(json.dumps(raw))
+    with pytest.raises(CheckpointError, match="does not match the density config"):
+        NeuralSimEnv(folder, density_penalty=1.0)
+    (folder / "density.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=r"missing \['density.safetensors'\]"):
+        NeuralSimEnv(folder, density_penalty=1.0)
+
+
+def test_density_records_how_it_was_fitted(density_checkpoint: Path) -> None:
+    density = read_config(density_checkpoint).density
+    assert density is not None and density.fit is not None
+    assert density.fit["command"] == "pytest-density" and density.fit["data"]["seed"] == 123
+
+
+def test_density_benchmark_reports_separation_correlation_and_cost(density_checkpoint: Path) -> None:
+    results = benchmark_density(density_checkpoint, sequences=1, seed=2, rows=300)
+    assert set(results["auroc"]) == {"perturbed", "controller"}
+    assert all(0.0 <= v <= 1.0 for v in results["auroc"].values())
+    assert -1.0 <= results["spearman_penalty_vs_one_step_error"] <= 1.0
+    assert results["step_cost"]["on_ms"] > 0 and results["step_cost"]["off_ms"] > 0
