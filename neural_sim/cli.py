@@ -186,7 +186,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("fit-density", help="fit and calibrate the density model of a checkpoint")
     p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
-    p.add_argument("--kind", choices=["nsf", "maf"], default="nsf", help="zuko flow (default nsf)")
+    p.add_argument("--kind", choices=["nsf", "maf"], default="maf",
+                   help="zuko flow (default maf; see benchmarks/compare_density.py)")
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

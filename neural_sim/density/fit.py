@@ -31,7 +31,7 @@ class DensityFitConfig:
     :param held_out_fraction: share of sequences kept for calibration.
     """
 
-    kind: FlowKind = "nsf"
+    kind: FlowKind = "maf"
     transforms: int = 3
     hidden: tuple[int, ...] = (64, 64)
     iterations: int = 3000

@@ -15,6 +15,7 @@ from neural_sim.checkpoints import read_config, resolve_checkpoint, shipped_name
 from neural_sim.envs.ids import short_id, task_id
 
 ENTRY_POINT = "neural_sim.envs.single:NeuralSimEnv"
+VECTOR_ENTRY_POINT = "neural_sim.envs.vector:NeuralSimVectorEnv"
 
 
 def register_checkpoint(name_or_path: str | os.PathLike[str], *, checkpoint_kwarg: str | None = None) -> list[str]:
@@ -36,6 +37,7 @@ def register_checkpoint(name_or_path: str | os.PathLike[str], *, checkpoint_kwar
         gym.register(
             id=env_id,
             entry_point=ENTRY_POINT,
+            vector_entry_point=VECTOR_ENTRY_POINT,
             max_episode_steps=config.trusted_horizon,
             kwargs={"checkpoint": value, "task": task},
         )

@@ -1,0 +1,155 @@
+"""Batched envs: native task functions equal dm_control's, VectorEnv semantics, SB3 adapter."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from dm_control.utils import rewards as dm_rewards
+from gymnasium.vector import AutoresetMode
+from stable_baselines3 import PPO
+from stable_baselines3.common.vec_env.base_vec_env import VecEnv
+
+import neural_sim.sb3
+from neural_sim.envs.single import NeuralSimEnv
+from neural_sim.envs.vector import NeuralSimVectorEnv
+from neural_sim.errors import InputError
+from neural_sim.robots import DmControlTask
+from neural_sim.robots.batched import BridgeLoopTask, make_batched_task, tolerance
+
+TASKS = [("acrobot", "swingup"), ("acrobot", "swingup_sparse"), ("pendulum", "swingup")]
+
+
+@pytest.mark.parametrize(("domain", "task"), TASKS)
+def test_native_task_functions_equal_the_stock_definitions(domain: str, task: str) -> None:
+    native = make_batched_task(DmControlTask(domain, task))
+    assert native.native
+    reference = BridgeLoopTask(DmControlTask(domain, task))
+    rng = np.random.default_rng(0)
+    size = 4 if domain == "acrobot" else 2
+    states = torch.as_tensor(rng.normal(size=(600, size)) * 4)
+    states[:300, : size // 2] = torch.as_tensor(rng.normal(size=(300, size // 2)) * 0.15)  # near upright
+    expected, found = reference.observations(states), native.observations(states)
+    assert list(found) == list(expected)
+    for key in expected:
+        np.testing.assert_allclose(found[key], expected[key], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(native.rewards(states), reference.rewards(states), rtol=0, atol=1e-6)
+    assert 0 < reference.rewards(states).mean() < 1  # both in-target and off-target states were tested
+
+
+@pytest.mark.parametrize("sigmoid", ["gaussian", "hyperbolic", "long_tail", "reciprocal", "cosine", "linear",
+                                     "quadratic", "tanh_squared"])
+def test_tolerance_matches_dm_control(sigmoid: str) -> None:
+    x = np.linspace(-3, 5, 401)
+    expected = dm_rewards.tolerance(x, bounds=(0.0, 1.0), margin=1.5, sigmoid=sigmoid, value_at_margin=0.2)
+    found = tolerance(torch.as_tensor(x), (0.0, 1.0), 1.5, sigmoid, 0.2).numpy()
+    np.testing.assert_allclose(found, expected, rtol=0, atol=1e-12)
+
+
+def test_make_vec_returns_the_native_batched_env_with_batched_spaces() -> None:
+    env = gym.make_vec("NeuralSim/Acrobot-v0", num_envs=5)
+    assert isinstance(env, NeuralSimVectorEnv)
+    assert env.metadata["autoreset_mode"] == AutoresetMode.NEXT_STEP
+    obs, _ = env.reset(seed=0)
+    assert env.observation_space.contains(obs)
+    assert env.action_space.shape == (5, 1)
+    assert env.max_episode_steps == gym.spec("NeuralSim/Acrobot-v0").max_episode_steps
+
+
+def test_batched_env_steps_like_independent_single_envs() -> None:
+    vec = NeuralSimVectorEnv(3, "acrobot")
+    singles = [NeuralSimEnv("acrobot") for _ in range(3)]
+    starts = np.random.default_rng(1).normal(size=(3, 4))
+    vec.reset(options={"state": starts})
+    for env, start in zip(singles, starts, strict=True):
+        env.reset(options={"state": start})
+    rng = np.random.default_rng(2)
+    for _ in range(10):
+        actions = rng.uniform(-1, 1, size=(3, 1))
+        obs, rewards, _, _, info = vec.step(actions)
+        for i, env in enumerate(singles):
+            single_obs, single_reward, *_ , single_info = env.step(actions[i])
+            np.testing.assert_allclose(info["state"][i], single_info["state"], rtol=1e-5, atol=1e-5)
+            np.testing.assert_allclose(obs["velocity"][i], single_obs["velocity"], rtol=1e-5, atol=1e-5)
+            assert rewards[i] == pytest.approx(single_reward, abs=1e-5)
+
+
+def test_per_env_seeds_make_resets_reproducible_and_distinct() -> None:
+    a, b = NeuralSimVectorEnv(4, "pendulum"), NeuralSimVectorEnv(4, "pendulum")
+    _, info_a = a.reset(seed=7)
+    _, info_b = b.reset(seed=7)
+    np.testing.assert_array_equal(info_a["state"], info_b["state"])
+    assert len({tuple(row) for row in info_a["state"]}) > 1
+
+
+def test_next_step_autoreset_resets_ended_envs_on_the_following_step() -> None:
+    env = NeuralSimVectorEnv(2, "pendulum", max_episode_steps=3)
+    env.reset(seed=0)
+    zeros = np.zeros((2, 1))
+    for _ in range(2):
+        _, _, terminated, truncated, _ = env.step(zeros)
+        assert not truncated.any() and not terminated.any()
+    _, _, _, truncated, _ = env.step(zeros)
+    assert truncated.all()
+    _, rewards, terminated, truncated, info = env.step(zeros)  # the reset step
+    assert not truncated.any() and not terminated.any() and (rewards == 0).all()
+    assert all(any(np.array_equal(s, r) for r in env._reset_states) for s in info["state"])
+
+
+def test_same_step_autoreset_reports_the_final_observation() -> None:
+    env = NeuralSimVectorEnv(2, "pendulum", max_episode_steps=2, autoreset_mode=AutoresetMode.SAME_STEP)
+    env.reset(seed=0)
+    env.step(np.zeros((2, 1)))
+    obs, _, _, truncated, info = env.step(np.zeros((2, 1)))
+    assert truncated.all() and info["_final_obs"].all()
+    final = info["final_obs"][0]
+    assert set(final) == set(obs) and not np.array_equal(final["velocity"], obs["velocity"][0])
+
+
+def test_batched_density_penalty_matches_the_single_env(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    vec = NeuralSimVectorEnv(2, "acrobot", density_penalty=0.5)
+    single = NeuralSimEnv("acrobot", density_penalty=0.5)
+    start = np.array([[0.3, -0.2, 1.0, -2.0], [2.0, 1.0, 0.0, 0.5]])
+    vec.reset(options={"state": start})
+    single.reset(options={"state": start[1]})
+    _, rewards, _, _, info = vec.step(np.array([[0.2], [-0.4]]))
+    _, reward, _, _, single_info = single.step(np.array([-0.4]))
+    assert info["penalty"][1] == pytest.approx(single_info["penalty"], abs=1e-6)
+    assert rewards[1] == pytest.approx(reward, abs=1e-5)
+    assert rewards[0] == pytest.approx(info["task_reward"][0] + 0.5 * info["penalty"][0])
+
+
+def test_batched_env_rejects_bad_input() -> None:
+    env = NeuralSimVectorEnv(2, "acrobot")
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(np.zeros((2, 1)))
+    env.reset(seed=0)
+    with pytest.raises(InputError, match=r"actions must have shape \(2, 1\)"):
+        env.step(np.zeros((3, 1)))
+    with pytest.raises(InputError, match="outside the action space"):
+        env.step(np.full((2, 1), 3.0))
+    with pytest.raises(InputError, match="got 3 seeds for 2 envs"):
+        env.reset(seed=[1, 2, 3])
+    with pytest.raises(InputError, match="num_envs must be >= 1"):
+        NeuralSimVectorEnv(0, "acrobot")
+
+
+def test_sb3_adapter_is_a_vecenv_with_terminal_observations() -> None:
+    venv = neural_sim.sb3.make_vec_env("NeuralSim/Pendulum-v0", n_envs=3, seed=0, max_episode_steps=2)
+    assert isinstance(venv, VecEnv) and venv.num_envs == 3
+    venv.reset()
+    venv.step(np.zeros((3, 1)))
+    obs, rewards, dones, infos = venv.step(np.zeros((3, 1)))
+    assert dones.all() and rewards.dtype == np.float32
+    for info in infos:
+        assert info["TimeLimit.truncated"] is True
+        assert set(info["terminal_observation"]) == set(obs)
+
+
+def test_ppo_trains_unchanged_on_the_sb3_adapter() -> None:
+    venv = neural_sim.sb3.make_vec_env("NeuralSim/Acrobot-v0", n_envs=16, seed=0)
+    model = PPO("MultiInputPolicy", venv, n_steps=16, batch_size=64, n_epochs=1, seed=0,
+                policy_kwargs={"net_arch": [16]})
+    model.learn(total_timesteps=512)
+    assert model.num_timesteps == 512
