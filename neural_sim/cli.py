@@ -100,6 +100,39 @@ def _cmd_benchmark_density(args: argparse.Namespace, argv: Sequence[str]) -> Non
         print(f"wrote the figures into {folder}/config.json and its model card")
 
 
+def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    import gymnasium as gym
+
+    import neural_sim
+    from neural_sim.checkpoints import read_config, resolve_checkpoint
+    from neural_sim.pipeline.speed import bench_speed
+
+    _set_threads(args.threads)
+    env_ids = args.env_ids or [i for i in neural_sim.ENV_IDS if i.split("/")[1][0].isupper()]
+    results = []
+    for env_id in env_ids:
+        if env_id not in gym.registry:
+            raise NeuralSimError(f"unknown env id {env_id!r}; registered: {neural_sim.ENV_IDS}")
+        spec = gym.spec(env_id)
+        robot = read_config(resolve_checkpoint(spec.kwargs["checkpoint"])).robot
+        mirror = f"dm_control/{robot.domain}-{spec.kwargs['task']}-v0"
+        result = bench_speed(env_id, mirror, tuple(args.batch_sizes), args.repeats,
+                             include_shimmy_vector=not args.no_shimmy_vector, shimmy_max_envs=args.shimmy_max_envs,
+                             command=_command_line(argv))
+        results.append(result)
+        single = result["single_env_ms"]
+        print(f"{env_id}: step {single['neural']:.3f} ms (shimmy {mirror}: {single['shimmy']:.3f} ms); "
+              f"SAC update {result['sac_update_ms']:.2f} ms = {result['sac_update_over_neural_step']:.1f} steps")
+        for n, row in result["batched"].items():
+            shimmy_rate = row["shimmy_sync_steps_per_s"]
+            versus = f", shimmy sync {shimmy_rate:,.0f} (x{row['ratio']:.1f})" if shimmy_rate else ", shimmy not run"
+            print(f"  N={n:>5}: {row['neural_steps_per_s']:,.0f} env-steps/s{versus}")
+        for n, rate in result["gpu_steps_per_s"].items():
+            print(f"  GPU N={n}: {rate:,.0f} env-steps/s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+
+
 def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.checkpoints import read_config, resolve_checkpoint
     from neural_sim.envs.ids import env_ids
@@ -202,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--write", action="store_true", help="store the figures in the checkpoint and its card")
     p.set_defaults(func=_cmd_benchmark_density)
+
+    p = sub.add_parser("bench-speed", help="env step latency and batched throughput next to shimmy's dm_control")
+    p.add_argument("env_ids", nargs="*", help="NeuralSim ids (default: every shipped short id)")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 256, 4096])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the median is reported")
+    p.add_argument("--no-shimmy-vector", action="store_true", help="skip shimmy SyncVectorEnv entirely")
+    p.add_argument("--shimmy-max-envs", type=int, default=1024,
+                   help="largest N for shimmy SyncVectorEnv (each dm_control env holds ~6 MB; default 1024)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=_cmd_bench_speed)
 
     p = sub.add_parser("info", help="describe a checkpoint: robot, env ids, dims, accuracy, provenance")
     p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")

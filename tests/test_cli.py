@@ -44,3 +44,22 @@ def test_training_on_another_robots_data_is_refused(tmp_path: Path, capsys: pyte
     main(["collect", "pendulum", "--sequences", "1", "--steps", "5", "--out", str(data)])
     assert main(["train", "acrobot", "--data", str(data), "--out", str(tmp_path / "x")]) == 2
     assert "holds data of robot 'pendulum'" in capsys.readouterr().err
+
+
+def test_bench_speed_reports_latency_update_cost_and_throughput(tmp_path: Path) -> None:
+    out = tmp_path / "speed.json"
+    argv = ["bench-speed", "NeuralSim/Pendulum-v0", "--batch-sizes", "2", "--repeats", "1", "--shimmy-max-envs", "2",
+            "--json", str(out)]
+    assert main(argv) == 0
+    (result,) = json.loads(out.read_text())
+    assert result["mirror_id"] == "dm_control/pendulum-swingup-v0"
+    assert result["single_env_ms"]["neural"] > 0 and result["single_env_ms"]["shimmy"] > 0
+    assert result["sac_update_ms"] > 0
+    row = result["batched"]["2"]
+    assert row["neural_steps_per_s"] > 0 and row["shimmy_sync_steps_per_s"] > 0
+    assert row["ratio"] == row["neural_steps_per_s"] / row["shimmy_sync_steps_per_s"]
+
+
+def test_bench_speed_refuses_an_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bench-speed", "NeuralSim/Nope-v0"]) == 2
+    assert "unknown env id 'NeuralSim/Nope-v0'" in capsys.readouterr().err

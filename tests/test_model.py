@@ -199,3 +199,35 @@ def test_velocity_lag_reproduces_semi_implicit_euler_positions() -> None:
     step = IntegratorConfig("rk4", 1)
     torch.testing.assert_close(integrate_step(lambda y: lagged(y, context), state, h, step), euler)
     assert (integrate_step(lambda y: plain(y, context), state, h, step) - euler).abs().max() > 1e-4
+
+
+@pytest.mark.parametrize("substeps", [1, 3])
+def test_fast_path_gives_the_same_states_as_torchdiffeq_at_any_batch_size(substeps: int) -> None:
+    sim = make_simulator(integrator=IntegratorConfig("rk4", substeps))
+    rng = np.random.default_rng(0)
+    for batch in (1, 5, 64):  # traced once at batch 1, reused for the others
+        states = torch.as_tensor(rng.normal(size=(batch, 6)), dtype=torch.float32)
+        actions = torch.as_tensor(rng.uniform(-1, 1, size=(batch, 2)), dtype=torch.float32)
+        with torch.no_grad():
+            expected = sim.predict(states, actions)
+        torch.testing.assert_close(sim.fast_predict(states, actions), expected, rtol=1e-6, atol=1e-6)
+
+
+def test_fast_path_follows_weight_updates() -> None:
+    sim = make_simulator()
+    states, actions = torch.ones(2, 6), torch.zeros(2, 2)
+    before = sim.fast_predict(states, actions)
+    with torch.no_grad():
+        for p in sim.field.parameters():
+            p.add_(0.05)
+        expected = sim.predict(states, actions)
+    after = sim.fast_predict(states, actions)
+    assert not torch.equal(before, after)
+    torch.testing.assert_close(after, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_fast_path_with_dopri5_is_the_torchdiffeq_path() -> None:
+    sim = make_simulator(integrator=IntegratorConfig("dopri5"))
+    states, actions = torch.ones(2, 6), torch.zeros(2, 2)
+    with torch.no_grad():
+        torch.testing.assert_close(sim.fast_predict(states, actions), sim.predict(states, actions))

@@ -18,7 +18,7 @@ from neural_sim.errors import InputError
 from neural_sim.robots import DmControlTask
 from neural_sim.robots.batched import BridgeLoopTask, make_batched_task, tolerance
 
-TASKS = [("acrobot", "swingup"), ("acrobot", "swingup_sparse"), ("pendulum", "swingup")]
+TASKS = [("acrobot", "swingup"), ("acrobot", "swingup_sparse"), ("pendulum", "swingup"), ("cheetah", "run")]
 
 
 @pytest.mark.parametrize(("domain", "task"), TASKS)
@@ -27,9 +27,12 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
     assert native.native
     reference = BridgeLoopTask(DmControlTask(domain, task))
     rng = np.random.default_rng(0)
-    size = 4 if domain == "acrobot" else 2
+    size = {"acrobot": 4, "pendulum": 2, "cheetah": 18}[domain]
     states = torch.as_tensor(rng.normal(size=(600, size)) * 4)
-    states[:300, : size // 2] = torch.as_tensor(rng.normal(size=(300, size // 2)) * 0.15)  # near upright
+    if domain == "cheetah":
+        states[:300, 9] += 12.0  # running forward: rewards strictly between 0 and 1
+    else:
+        states[:300, : size // 2] = torch.as_tensor(rng.normal(size=(300, size // 2)) * 0.15)  # near upright
     expected, found = reference.observations(states), native.observations(states)
     assert list(found) == list(expected)
     for key in expected:

@@ -182,7 +182,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         with torch.no_grad():
             s = torch.as_tensor(state, dtype=torch.float32, device=sim.device).unsqueeze(0)
             a = torch.as_tensor(action, dtype=torch.float32, device=sim.device).unsqueeze(0)
-            next_state = sim.predict(s, a)[0].cpu().numpy().astype(np.float64)
+            next_state = sim.fast_predict(s, a)[0].cpu().numpy().astype(np.float64)
         if not np.isfinite(next_state).all():
             raise DivergenceError(
                 f"the learned simulator produced a non-finite state from state {state.tolist()} "

@@ -152,7 +152,9 @@ class NeuralSimVectorEnv(VectorEnv):
                 ).double().cpu()
                 penalty = self.density.penalty(log_density)
         with torch.no_grad():
-            predicted = self.simulator.predict(states.to(device=self.simulator.device, dtype=torch.float32), action_t)
+            predicted = self.simulator.fast_predict(
+                states.to(device=self.simulator.device, dtype=torch.float32), action_t
+            )
         predicted = predicted.double().cpu()
         if not torch.isfinite(predicted[torch.as_tensor(stepping)]).all():
             bad = int(np.flatnonzero(~torch.isfinite(predicted).all(-1).numpy() & stepping)[0])

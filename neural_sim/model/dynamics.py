@@ -122,9 +122,12 @@ class MoSimField(VectorField):
             ResNet(pos + vel + nu, nv, size, config.activation, _SMALL_OUTPUT_GAIN) for size in config.correctors
         )
         rows, cols = torch.tril_indices(nv, nv)
-        self.register_buffer("tril_rows", rows, persistent=False)
-        self.register_buffer("tril_cols", cols, persistent=False)
         self.register_buffer("is_diagonal", rows == cols, persistent=False)
+        # Places the nv(nv+1)/2 entries into a flattened nv x nv matrix by one matmul: no
+        # shape-dependent indexing, so a traced step serves any batch size.
+        scatter = torch.zeros(len(rows), nv * nv)
+        scatter[torch.arange(len(rows)), rows * nv + cols] = 1.0
+        self.register_buffer("tril_scatter", scatter, persistent=False)
 
     def cholesky_factor(self, q: torch.Tensor) -> torch.Tensor:
         """Lower-triangular L(q), ``[..., nv, nv]``, with diagonal >= 1e-3."""
@@ -133,9 +136,7 @@ class MoSimField(VectorField):
             self.is_diagonal, nn.functional.softplus(raw + _UNIT_DIAGONAL) + _DIAGONAL_FLOOR, raw
         )
         nv = self.layout.nv
-        factor = raw.new_zeros(*raw.shape[:-1], nv, nv)
-        factor[..., self.tril_rows, self.tril_cols] = entries
-        return factor
+        return (entries @ self.tril_scatter).unflatten(-1, (nv, nv))
 
     def scaled_cholesky_factor(self, q: torch.Tensor) -> torch.Tensor:
         """``D^1/2 L(q)``: the Cholesky factor of the effective inverse mass matrix."""

@@ -1,0 +1,127 @@
+"""``neural-sim bench-speed``: is the learned simulator ever the slow part?
+
+Measured in one run, so ratios compare like with like:
+
+- single-env step latency of a NeuralSim id and of the shimmy dm_control id it mirrors;
+- one Stable-Baselines3 SAC gradient update (batch 256, default network) on that env, the
+  thing a single env step must stay small against;
+- batched throughput (env-steps/s including observations and rewards) of
+  ``gymnasium.make_vec`` for the NeuralSim id and of a shimmy ``SyncVectorEnv`` at the same N;
+- the same batched figures on CUDA when a GPU is present.
+
+Each figure is the median of ``repeats`` timed runs.
+"""
+
+from __future__ import annotations
+
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+
+def _median_time(run: Callable[[], None], repeats: int) -> float:
+    run()  # warm-up: first calls trace, allocate and fill caches
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def single_env_ms(env_id: str, steps: int, repeats: int, **kwargs: Any) -> float:
+    """Median per-step latency of one env (ms), random in-bound actions."""
+    env = gym.make(env_id, **kwargs).unwrapped  # no TimeLimit: measure stepping alone
+    env.reset(seed=0)
+    actions = np.random.default_rng(0).uniform(env.action_space.low, env.action_space.high,
+                                               size=(steps, *env.action_space.shape))
+
+    def run() -> None:
+        for action in actions:
+            env.step(action)
+
+    ms = 1000 * _median_time(run, repeats) / steps
+    env.close()
+    return ms
+
+
+def sac_update_ms(env_id: str, repeats: int) -> float:
+    """Median time of one SB3 SAC gradient step (batch 256, default MLPs)."""
+    from stable_baselines3 import SAC
+
+    model = SAC("MultiInputPolicy", gym.make(env_id), learning_starts=300, seed=0, verbose=0)
+    model.learn(total_timesteps=301)  # fills the replay buffer
+    updates = 20
+    return 1000 * _median_time(lambda: model.train(gradient_steps=updates, batch_size=256), repeats) / updates
+
+
+def vector_steps_per_s(make: Callable[[int], Any], num_envs: int, steps: int, repeats: int) -> float:
+    """Median batched throughput (env-steps/s) of ``make(num_envs)``."""
+    envs = make(num_envs)
+    envs.reset(seed=0)
+    space = envs.single_action_space
+    actions = np.random.default_rng(0).uniform(space.low, space.high, size=(steps, num_envs, *space.shape))
+
+    def run() -> None:
+        for batch in actions:
+            envs.step(batch)
+
+    rate = num_envs * steps / _median_time(run, repeats)
+    envs.close()
+    return rate
+
+
+def bench_speed(
+    env_id: str,
+    mirror_id: str,
+    batch_sizes: tuple[int, ...] = (1, 16, 256, 4096),
+    repeats: int = 5,
+    single_steps: int = 300,
+    include_shimmy_vector: bool = True,
+    shimmy_max_envs: int = 1024,
+    command: str = "",
+) -> dict[str, Any]:
+    """All figures for one NeuralSim id and the shimmy id it mirrors."""
+    import shimmy  # noqa: F401  (registers dm_control/... ids)
+
+    neural_ms = single_env_ms(env_id, single_steps, repeats)
+    real_ms = single_env_ms(mirror_id, single_steps, repeats)
+    sac_ms = sac_update_ms(env_id, repeats)
+    batched: dict[str, dict[str, float | None]] = {}
+    for n in batch_sizes:
+        steps = max(5, min(200, 20_000 // n))
+        neural = vector_steps_per_s(lambda k: gym.make_vec(env_id, num_envs=k), n, steps, repeats)
+        # Each dm_control env holds about 6 MB: 4096 of them exhaust a 24 GB machine.
+        shimmy_rate = (
+            vector_steps_per_s(lambda k: gym.make_vec(mirror_id, num_envs=k, vectorization_mode="sync"), n, steps,
+                               max(1, repeats // 2))
+            if include_shimmy_vector and n <= shimmy_max_envs else None
+        )
+        batched[str(n)] = {
+            "neural_steps_per_s": neural,
+            "shimmy_sync_steps_per_s": shimmy_rate,
+            "ratio": neural / shimmy_rate if shimmy_rate else None,
+        }
+    gpu: dict[str, float] = {}
+    if torch.cuda.is_available():
+        for n in (4096, 65_536, 262_144):
+            gpu[str(n)] = vector_steps_per_s(lambda k: gym.make_vec(env_id, num_envs=k, device="cuda"), n, 50, repeats)
+    return {
+        "env_id": env_id,
+        "mirror_id": mirror_id,
+        "single_env_ms": {"neural": neural_ms, "shimmy": real_ms},
+        "sac_update_ms": sac_ms,
+        "sac_update_over_neural_step": sac_ms / neural_ms,
+        "batched": batched,
+        "gpu_steps_per_s": gpu,
+        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch thread(s), torch {torch.__version__}",
+        "repeats": repeats,
+        "shimmy_max_envs": shimmy_max_envs,
+        "command": command,
+    }
