@@ -231,3 +231,20 @@ def test_fast_path_with_dopri5_is_the_torchdiffeq_path() -> None:
     states, actions = torch.ones(2, 6), torch.zeros(2, 2)
     with torch.no_grad():
         torch.testing.assert_close(sim.fast_predict(states, actions), sim.predict(states, actions))
+
+
+def test_fused_field_computes_the_same_accelerations_as_the_mosim_field() -> None:
+    from neural_sim.model.fused import FusedMoSimField
+
+    torch.manual_seed(1)
+    wide = NetworkConfig(2, 16)
+    model = ModelConfig(position_encoder=wide, state_encoder=wide, action_encoder=SMALL,
+                        correctors=(NetworkConfig(3, 16), NetworkConfig(1, 8)))  # one corrector of another width
+    field = MoSimField(LAYOUT, default_normalisation(LAYOUT), model)
+    fused = FusedMoSimField(field)
+    assert fused.grouped == [0, 1, 2] and fused.group.depth == 2
+    q, v, u = torch.randn(9, 3), torch.randn(9, 3), torch.rand(9, 2) * 2 - 1
+    with torch.no_grad():
+        context = field.encode_action(u)
+        torch.testing.assert_close(fused.acceleration(q, v, context), field.acceleration(q, v, context),
+                                   rtol=1e-5, atol=1e-6)

@@ -81,6 +81,7 @@ class VectorField(nn.Module):
     def __init__(self, layout: StateLayout, normalisation: Normalisation) -> None:
         super().__init__()
         self.layout = layout
+        self.normalisation = normalisation
         self.features = StateFeatures(layout, normalisation)
         self.register_buffer(
             "acc_std", torch.tensor(normalisation.acc_std, dtype=torch.float32), persistent=False
@@ -113,6 +114,7 @@ class MoSimField(VectorField):
 
     def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
         super().__init__(layout, normalisation)
+        self.config = config
         nv, nu = layout.nv, layout.nu
         pos, vel = self.features.position_size, self.features.velocity_size
         self.position_encoder = ResNet(pos, nv * (nv + 1) // 2, config.position_encoder, config.activation, 0.1)
@@ -131,7 +133,10 @@ class MoSimField(VectorField):
 
     def cholesky_factor(self, q: torch.Tensor) -> torch.Tensor:
         """Lower-triangular L(q), ``[..., nv, nv]``, with diagonal >= 1e-3."""
-        raw = self.position_encoder(self.features.positions(q))
+        return self.cholesky_from_outputs(self.position_encoder(self.features.positions(q)))
+
+    def cholesky_from_outputs(self, raw: torch.Tensor) -> torch.Tensor:
+        """L from the position encoder's raw outputs: softplus + floor on the diagonal."""
         entries = torch.where(
             self.is_diagonal, nn.functional.softplus(raw + _UNIT_DIAGONAL) + _DIAGONAL_FLOOR, raw
         )
@@ -152,21 +157,35 @@ class MoSimField(VectorField):
         scaled = self.features.actions(u)
         return torch.cat([self.action_encoder(scaled), scaled], dim=-1)
 
+    def network_outputs(
+        self, qf: torch.Tensor, vf: torch.Tensor, scaled_u: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor]]:
+        """Raw outputs of the position encoder, the state encoder and each corrector."""
+        state_and_action = torch.cat([qf, vf, scaled_u], dim=-1)
+        return (
+            self.position_encoder(qf),
+            self.state_encoder(torch.cat([qf, vf], dim=-1)),
+            [corrector(state_and_action) for corrector in self.correctors],
+        )
+
+    def combine(self, raw_factor: torch.Tensor, force: torch.Tensor, corrections: list[torch.Tensor]) -> torch.Tensor:
+        """``D^1/2 L L^T D^1/2 force + D sum(corrections)`` from the networks' outputs."""
+        scaled_factor = self.acc_std.sqrt().unsqueeze(-1) * self.cholesky_from_outputs(raw_factor)
+        # (D^1/2 L)(D^1/2 L)^T f without forming the matrix product.
+        inner = scaled_factor.transpose(-1, -2) @ force.unsqueeze(-1)
+        acc = (scaled_factor @ inner).squeeze(-1)
+        if corrections:
+            acc = acc + self.acc_std * torch.stack(corrections).sum(0)
+        return acc
+
     def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Raw ``dv/dt``."""
         nv = self.layout.nv
         action_force, scaled_u = context[..., :nv], context[..., nv:]
-        qf, vf = self.features.positions(q), self.features.velocities(v)
-        force = self.state_encoder(torch.cat([qf, vf], dim=-1)) + action_force
-        scaled_factor = self.scaled_cholesky_factor(q)
-        # (D^1/2 L)(D^1/2 L)^T f without forming the matrix product.
-        inner = scaled_factor.transpose(-1, -2) @ force.unsqueeze(-1)
-        acc = (scaled_factor @ inner).squeeze(-1)
-        if len(self.correctors):
-            inputs = torch.cat([qf, vf, scaled_u], dim=-1)
-            correction = torch.stack([c(inputs) for c in self.correctors]).sum(0)
-            acc = acc + self.acc_std * correction
-        return acc
+        raw, state_force, corrections = self.network_outputs(
+            self.features.positions(q), self.features.velocities(v), scaled_u
+        )
+        return self.combine(raw, state_force + action_force, corrections)
 
 
 class ResidualField(VectorField):

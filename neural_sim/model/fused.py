@@ -1,0 +1,98 @@
+"""Inference-time layout of a MoSim field: its networks side by side as batched matmuls.
+
+At batch 1 on a CPU, a step's cost is the number of tensor operations, not arithmetic. The
+position encoder, state encoder and correctors of a MoSim field see overlapping inputs and
+usually share a width, so their first layers and their common residual blocks run as one
+``baddbmm`` per layer over a stacked weight tensor (inputs a network does not see get zero
+weights). Deeper networks finish their remaining blocks and every network its output layer
+on its own. Same function, about half the operations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from neural_sim.model.dynamics import MoSimField, VectorField
+from neural_sim.model.networks import ResNet
+
+_ACTIVATIONS = {"softplus": nn.functional.softplus, "swish": nn.functional.silu}
+
+
+class GroupedResNets(nn.Module):
+    """The first layer and the first ``depth`` residual blocks of ResNets of equal width.
+
+    :param nets: ResNets with the same hidden width.
+    :param columns: for each net, the columns of the shared input it reads.
+    :param input_size: width of the shared input.
+    :param activation: the nets' activation name.
+    """
+
+    def __init__(self, nets: list[ResNet], columns: list[slice], input_size: int, activation: str) -> None:
+        super().__init__()
+        width = nets[0].input.out_features
+        weight_in = torch.zeros(len(nets), input_size, width)
+        for k, (net, cols) in enumerate(zip(nets, columns, strict=True)):
+            weight_in[k, cols] = net.input.weight.detach().T
+        self.register_buffer("weight_in", weight_in)
+        self.register_buffer("bias_in", torch.stack([n.input.bias.detach() for n in nets]).unsqueeze(1))
+        self.depth = min(len(n.blocks) for n in nets)
+        for name in ("fc1", "fc2"):
+            weights = [torch.stack([getattr(n.blocks[i], name).weight.detach().T for n in nets])
+                       for i in range(self.depth)]
+            biases = [torch.stack([getattr(n.blocks[i], name).bias.detach() for n in nets]).unsqueeze(1)
+                      for i in range(self.depth)]
+            self.register_buffer(f"{name}_weight", torch.stack(weights) if weights else torch.zeros(0))
+            self.register_buffer(f"{name}_bias", torch.stack(biases) if biases else torch.zeros(0))
+        self.act = _ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``[K, B, width]`` after the shared blocks, for input ``x`` ``[B, F]``."""
+        h = self.act(torch.baddbmm(self.bias_in, x.expand(self.weight_in.shape[0], -1, -1), self.weight_in))
+        for i in range(self.depth):
+            inner = self.act(torch.baddbmm(self.fc1_bias[i], h, self.fc1_weight[i]))
+            h = self.act(h + torch.baddbmm(self.fc2_bias[i], inner, self.fc2_weight[i]))
+        return h
+
+
+class FusedMoSimField(VectorField):
+    """A :class:`MoSimField` evaluated with :class:`GroupedResNets` (inference only).
+
+    The grouped layers are copies, made at construction: rebuild after the field's
+    weights change (:class:`~neural_sim.model.simulator.Simulator` does this itself).
+    """
+
+    def __init__(self, field: MoSimField) -> None:
+        super().__init__(field.layout, field.normalisation)
+        self.field = field
+        features = field.features
+        pos, vel, nu = features.position_size, features.velocity_size, field.layout.nu
+        nets: list[ResNet] = [field.position_encoder, field.state_encoder, *field.correctors]
+        spans = [slice(0, pos), slice(0, pos + vel)] + [slice(0, pos + vel + nu)] * len(field.correctors)
+        width = field.position_encoder.input.out_features
+        self.grouped = [k for k, net in enumerate(nets) if net.input.out_features == width]
+        self.group = GroupedResNets([nets[k] for k in self.grouped], [spans[k] for k in self.grouped],
+                                    pos + vel + nu, field.config.activation)
+        self._nets, self._spans = nets, spans
+
+    def encode_action(self, u: torch.Tensor) -> torch.Tensor:
+        """Same context as the field's."""
+        return self.field.encode_action(u)
+
+    def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """Raw ``dv/dt``, as :meth:`MoSimField.acceleration`."""
+        field, nv = self.field, self.layout.nv
+        action_force, scaled_u = context[..., :nv], context[..., nv:]
+        x = torch.cat([field.features.positions(q), field.features.velocities(v), scaled_u], dim=-1)
+        hidden = self.group(x)
+        outputs: list[torch.Tensor] = []
+        for k, net in enumerate(self._nets):
+            if k in self.grouped:
+                h = hidden[self.grouped.index(k)]
+                for block in net.blocks[self.group.depth :]:
+                    h = block(h)
+                outputs.append(net.output(h))
+            else:
+                outputs.append(net(x[..., self._spans[k]]))
+        return field.combine(outputs[0], outputs[1] + action_force, outputs[2:])
+
