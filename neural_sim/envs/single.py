@@ -9,21 +9,13 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from neural_sim.checkpoints import (
-    load_density,
-    load_reset_states,
-    load_simulator,
-    read_config,
-    resolve_checkpoint,
-)
-from neural_sim.errors import CheckpointError, DivergenceError, InputError, UnknownNameError
+from neural_sim.envs.parts import check_actions, check_states, load_env_parts
+from neural_sim.errors import DivergenceError, InputError, UnknownNameError
 from neural_sim.model.simulator import Simulator
-from neural_sim.robots import make_task_bridge
 
 Backend = Literal["neural", "physics"]
 BACKENDS = ("neural", "physics")
 RESET_OPTIONS = ("state",)
-_ACTION_TOLERANCE = 1e-5
 
 
 class NeuralSimEnv(gym.Env[Any, np.ndarray]):
@@ -87,37 +79,16 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             raise UnknownNameError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InputError(f"unsupported render_mode {render_mode!r}; accepted: None, 'rgb_array'")
-        folder = resolve_checkpoint(checkpoint)
-        self.config = read_config(folder)
-        robot = self.config.robot
-        task = task or robot.default_task
-        if task not in robot.tasks:
-            raise UnknownNameError(f"unknown task {task!r} for robot {robot.name!r}; known: {list(robot.tasks)}")
-        self.task_name = task
+        parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device)
+        self.config, self.task_name, self.bridge = parts.config, parts.task, parts.bridge
+        self.simulator: Simulator = parts.simulator
+        self.density, self.density_penalty = parts.density, parts.density_penalty
+        self._reset_states = parts.reset_states
         self.backend: Backend = backend
-        self.simulator: Simulator = load_simulator(folder, self.config, device)
-        if integrator is not None:
-            import dataclasses
-
-            self.simulator = self.simulator.with_integrator(
-                dataclasses.replace(self.config.simulator.integrator, method=integrator)  # type: ignore[arg-type]
-            )
         layout = self.config.simulator.layout
-        self._nq, self._size = layout.nq, layout.state_size
-        self.bridge = make_task_bridge(robot, task)
-        self._check_bridge_matches(folder)
+        self._layout = layout
         self.observation_space = self.bridge.observation_space
         self.action_space = self.bridge.action_space
-        if reset_states is None:
-            self._reset_states = load_reset_states(folder, self._size)
-        else:
-            self._reset_states = self._check_states(np.asarray(reset_states, dtype=np.float64), "reset_states", 2)
-            if len(self._reset_states) == 0:
-                raise InputError("reset_states is empty; give at least one [nq + nv] state")
-        if not np.isfinite(density_penalty) or density_penalty < 0:
-            raise InputError(f"density_penalty must be a finite weight >= 0 (0 = off), got {density_penalty}")
-        self.density_penalty = float(density_penalty)
-        self.density = load_density(folder, self.config) if self.density_penalty > 0 else None
         self.render_mode = render_mode
         self.render_kwargs = dict(render_kwargs or {})
         self.metadata = {**self.metadata, "render_fps": round(1.0 / layout.dt)}  # type: ignore[misc]
@@ -132,7 +103,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         if unknown:
             raise InputError(f"unknown reset options {unknown}; accepted: {list(RESET_OPTIONS)}")
         if options.get("state") is not None:
-            state = self._check_states(np.asarray(options["state"], dtype=np.float64), "options['state']", 1)
+            state = check_states(np.asarray(options["state"], dtype=np.float64), "options['state']", self._layout,
+                                 batched=False)
         else:
             state = self._reset_states[self.np_random.integers(len(self._reset_states))]
         self._state = state.copy()
@@ -143,7 +115,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         """Advance one control step; observation, reward and termination come from the stock task."""
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
-        action = self._check_action(action)
+        action = check_actions(action, self.action_space, "action", self.action_space.shape)
         info: dict[str, Any] = {}
         if self.density is not None:
             info["log_density"], info["penalty"] = self._density_terms(self._state, action)
@@ -197,36 +169,3 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             a = torch.as_tensor(action, dtype=torch.float32).unsqueeze(0)
             log_density = self.density.log_density(s, a)
             return float(log_density[0]), float(self.density.penalty(log_density)[0])
-
-    def _check_action(self, action: Any) -> np.ndarray:
-        space = self.action_space
-        array = np.asarray(action, dtype=np.float64)
-        if array.shape != space.shape:
-            raise InputError(f"action must have shape {space.shape}, got {array.shape}")
-        if not np.isfinite(array).all():
-            raise InputError(f"action contains NaN or inf: {array.tolist()}")
-        if (array < space.low - _ACTION_TOLERANCE).any() or (array > space.high + _ACTION_TOLERANCE).any():
-            raise InputError(
-                f"action {array.tolist()} is outside the action space [{space.low.tolist()}, {space.high.tolist()}]"
-            )
-        return array
-
-    def _check_states(self, states: np.ndarray, name: str, ndim: int) -> np.ndarray:
-        expected = f"[{self._size}]" if ndim == 1 else f"[N, {self._size}]"
-        if states.ndim != ndim or states.shape[-1] != self._size:
-            raise InputError(
-                f"{name} must have shape {expected} (nq={self._nq} + nv={self._size - self._nq}), got {states.shape}"
-            )
-        if not np.isfinite(states).all():
-            raise InputError(f"{name} contains NaN or inf")
-        return states
-
-    def _check_bridge_matches(self, folder: os.PathLike[str]) -> None:
-        layout, bridge = self.config.simulator.layout, self.bridge
-        space = bridge.action_space
-        found = (bridge.nq, bridge.nv, space.shape[0])  # type: ignore[attr-defined]
-        if found != (layout.nq, layout.nv, layout.nu) or not np.allclose(space.low, layout.action_low):
-            raise CheckpointError(
-                f"checkpoint {folder} models nq/nv/nu = {layout.nq}/{layout.nv}/{layout.nu}, but the "
-                f"{self.config.robot.source} robot {self.config.robot.domain!r} has {found[0]}/{found[1]}/{found[2]}"
-            )

@@ -11,12 +11,10 @@ import torch
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from neural_sim.checkpoints import load_density, load_reset_states, load_simulator, read_config, resolve_checkpoint
-from neural_sim.errors import DivergenceError, InputError, UnknownNameError
-from neural_sim.robots import make_task_bridge
+from neural_sim.envs.parts import check_actions, check_states, load_env_parts
+from neural_sim.errors import DivergenceError, InputError
 from neural_sim.robots.batched import make_batched_task
 
-_ACTION_TOLERANCE = 1e-5
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 
 
@@ -61,37 +59,19 @@ class NeuralSimVectorEnv(VectorEnv):
         if mode not in AUTORESET_MODES:
             raise InputError(f"autoreset_mode {mode} is not supported; accepted: {[m.value for m in AUTORESET_MODES]}")
         self.metadata = {**self.metadata, "autoreset_mode": mode}
-        folder = resolve_checkpoint(checkpoint)
-        self.config = read_config(folder)
-        robot = self.config.robot
-        task = task or robot.default_task
-        if task not in robot.tasks:
-            raise UnknownNameError(f"unknown task {task!r} for robot {robot.name!r}; known: {list(robot.tasks)}")
         self.num_envs = int(num_envs)
-        self.simulator = load_simulator(folder, self.config, device)
-        if integrator is not None:
-            import dataclasses
-
-            self.simulator = self.simulator.with_integrator(
-                dataclasses.replace(self.config.simulator.integrator, method=integrator)  # type: ignore[arg-type]
-            )
-        layout = self.config.simulator.layout
-        self._size = layout.state_size
-        self.bridge = make_task_bridge(robot, task)
+        parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device)
+        self.config, self.bridge, self.simulator = parts.config, parts.bridge, parts.simulator
+        self.density, self.density_penalty = parts.density, parts.density_penalty
+        self._reset_states = parts.reset_states
+        self._layout = self.config.simulator.layout
+        self._size = self._layout.state_size
         self.task = make_batched_task(self.bridge, native=native_tasks)
         self.single_observation_space = self.bridge.observation_space
         self.single_action_space = self.bridge.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
-        buffer = load_reset_states(folder, self._size) if reset_states is None else np.asarray(reset_states, float)
-        if buffer.ndim != 2 or buffer.shape[1] != self._size or len(buffer) == 0 or not np.isfinite(buffer).all():
-            raise InputError(f"reset_states must be finite with shape [N>0, {self._size}], got {buffer.shape}")
-        self._reset_states = buffer
         self.max_episode_steps = max_episode_steps
-        if not np.isfinite(density_penalty) or density_penalty < 0:
-            raise InputError(f"density_penalty must be a finite weight >= 0 (0 = off), got {density_penalty}")
-        self.density_penalty = float(density_penalty)
-        self.density = load_density(folder, self.config).to(self.simulator.device) if density_penalty > 0 else None
         self._states = torch.zeros(self.num_envs, self._size, dtype=torch.float64)
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
@@ -123,10 +103,10 @@ class NeuralSimVectorEnv(VectorEnv):
         if mask.shape != (self.num_envs,):
             raise InputError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
         if options.get("state") is not None:
-            states = np.asarray(options["state"], dtype=np.float64)
-            if states.shape != (self.num_envs, self._size) or not np.isfinite(states).all():
-                raise InputError(f"options['state'] must be finite with shape ({self.num_envs}, {self._size}), "
-                                 f"got {states.shape}")
+            states = check_states(np.asarray(options["state"], dtype=np.float64), "options['state']", self._layout,
+                                  batched=True)
+            if len(states) != self.num_envs:
+                raise InputError(f"options['state'] needs one state per env ({self.num_envs}), got {len(states)}")
             self._states[mask] = torch.as_tensor(states[mask])
         else:
             self._reset_from_buffer(mask)
@@ -139,7 +119,8 @@ class NeuralSimVectorEnv(VectorEnv):
         """Advance every env one control step (see ``autoreset_mode`` for ended envs)."""
         if not self._started:
             raise gym.error.ResetNeeded("call reset() before step()")
-        actions = self._check_actions(actions)
+        space = self.single_action_space
+        actions = check_actions(actions, space, "actions", (self.num_envs, *space.shape))
         resetting = self._needs_reset.copy()  # NEXT_STEP: envs that ended last step
         stepping = ~resetting
         info: dict[str, Any] = {}
@@ -203,14 +184,3 @@ class NeuralSimVectorEnv(VectorEnv):
     def _reset_from_buffer(self, mask: np.ndarray) -> None:
         for i in np.flatnonzero(mask):
             self._states[i] = torch.as_tensor(self._reset_states[self._rngs[i].integers(len(self._reset_states))])
-
-    def _check_actions(self, actions: Any) -> np.ndarray:
-        space = self.single_action_space
-        array = np.asarray(actions, dtype=np.float64)
-        if array.shape != (self.num_envs, *space.shape):
-            raise InputError(f"actions must have shape {(self.num_envs, *space.shape)}, got {array.shape}")
-        if not np.isfinite(array).all():
-            raise InputError("actions contain NaN or inf")
-        if (array < space.low - _ACTION_TOLERANCE).any() or (array > space.high + _ACTION_TOLERANCE).any():
-            raise InputError(f"actions outside the action space [{space.low.tolist()}, {space.high.tolist()}]")
-        return array

@@ -17,6 +17,15 @@ def make_activation(name: Activation) -> nn.Module:
     raise ValueError(f"unknown activation {name!r}; accepted: 'softplus', 'swish'")
 
 
+def _output_layer(width: int, out_features: int, gain: float) -> nn.Linear:
+    """A last layer with weights scaled by ``gain`` and zero bias."""
+    layer = nn.Linear(width, out_features)
+    with torch.no_grad():
+        layer.weight.mul_(gain)
+        layer.bias.zero_()
+    return layer
+
+
 class ResidualBlock(nn.Module):
     """``act(x + fc2(act(fc1(x))))``."""
 
@@ -54,10 +63,7 @@ class ResNet(nn.Module):
         self.input = nn.Linear(in_features, size.width)
         self.act = make_activation(activation)
         self.blocks = nn.Sequential(*(ResidualBlock(size.width, activation) for _ in range(size.blocks)))
-        self.output = nn.Linear(size.width, out_features)
-        with torch.no_grad():
-            self.output.weight.mul_(output_gain)
-            self.output.bias.zero_()
+        self.output = _output_layer(size.width, out_features, output_gain)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Apply the network to ``x`` of shape ``[..., in_features]``."""
@@ -79,10 +85,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = [nn.Linear(in_features, size.width), make_activation(activation)]
         for _ in range(size.blocks):
             layers += [nn.Linear(size.width, size.width), make_activation(activation)]
-        self.output = nn.Linear(size.width, out_features)
-        with torch.no_grad():
-            self.output.weight.mul_(output_gain)
-            self.output.bias.zero_()
+        self.output = _output_layer(size.width, out_features, output_gain)
         self.body = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,113 @@
+"""What the single and the batched env both build from a checkpoint, and their input checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from gymnasium import spaces
+
+from neural_sim.checkpoints import (
+    CheckpointConfig,
+    load_density,
+    load_reset_states,
+    load_simulator,
+    read_config,
+    resolve_checkpoint,
+)
+from neural_sim.density.model import DensityModel
+from neural_sim.errors import CheckpointError, InputError, UnknownNameError
+from neural_sim.model.config import StateLayout
+from neural_sim.model.simulator import Simulator
+from neural_sim.robots import TaskBridge, make_task_bridge
+
+# Actions may exceed their bounds by float32 rounding of a policy's rescaling, no more.
+ACTION_TOLERANCE = 1e-5
+
+
+@dataclass
+class EnvParts:
+    """A checkpoint made ready for an environment."""
+
+    folder: Path
+    config: CheckpointConfig
+    task: str
+    simulator: Simulator
+    bridge: TaskBridge
+    reset_states: np.ndarray
+    density: DensityModel | None
+    density_penalty: float
+
+
+def load_env_parts(
+    checkpoint: str | os.PathLike[str],
+    task: str | None,
+    reset_states: np.ndarray | None,
+    integrator: str | None,
+    density_penalty: float,
+    device: str | torch.device,
+) -> EnvParts:
+    """Resolve and check everything an env needs; see the envs' docstrings for the arguments."""
+    folder = resolve_checkpoint(checkpoint)
+    config = read_config(folder)
+    robot = config.robot
+    task = task or robot.default_task
+    if task not in robot.tasks:
+        raise UnknownNameError(f"unknown task {task!r} for robot {robot.name!r}; known: {list(robot.tasks)}")
+    simulator = load_simulator(folder, config, device)
+    if integrator is not None:
+        simulator = simulator.with_integrator(
+            dataclasses.replace(config.simulator.integrator, method=integrator)  # type: ignore[arg-type]
+        )
+    layout = config.simulator.layout
+    bridge = make_task_bridge(robot, task)
+    _check_bridge_matches(folder, config, bridge)
+    if reset_states is None:
+        buffer = load_reset_states(folder, layout.state_size)
+    else:
+        buffer = check_states(np.asarray(reset_states, dtype=np.float64), "reset_states", layout, batched=True)
+        if len(buffer) == 0:
+            raise InputError("reset_states is empty; give at least one [nq + nv] state")
+    if not np.isfinite(density_penalty) or density_penalty < 0:
+        raise InputError(f"density_penalty must be a finite weight >= 0 (0 = off), got {density_penalty}")
+    density = load_density(folder, config).to(simulator.device) if density_penalty > 0 else None
+    return EnvParts(folder, config, task, simulator, bridge, buffer, density, float(density_penalty))
+
+
+def check_states(states: np.ndarray, name: str, layout: StateLayout, batched: bool) -> np.ndarray:
+    """``states`` of shape ``[N, nq + nv]`` (``batched``) or ``[nq + nv]``, all finite."""
+    size = layout.state_size
+    expected = f"[N, {size}]" if batched else f"[{size}]"
+    if states.ndim != (2 if batched else 1) or states.shape[-1] != size:
+        raise InputError(f"{name} must have shape {expected} (nq={layout.nq} + nv={layout.nv}), got {states.shape}")
+    if not np.isfinite(states).all():
+        raise InputError(f"{name} contains NaN or inf")
+    return states
+
+
+def check_actions(actions: object, space: spaces.Box, name: str, shape: tuple[int, ...]) -> np.ndarray:
+    """``actions`` as float64 of exactly ``shape``, finite and inside ``space``'s bounds."""
+    array = np.asarray(actions, dtype=np.float64)
+    if array.shape != shape:
+        raise InputError(f"{name} must have shape {shape}, got {array.shape}")
+    if not np.isfinite(array).all():
+        raise InputError(f"{name} contains NaN or inf: {array.tolist()}")
+    if (array < space.low - ACTION_TOLERANCE).any() or (array > space.high + ACTION_TOLERANCE).any():
+        raise InputError(
+            f"{name} {array.tolist()} outside the action space [{space.low.tolist()}, {space.high.tolist()}]"
+        )
+    return array
+
+
+def _check_bridge_matches(folder: Path, config: CheckpointConfig, bridge: TaskBridge) -> None:
+    layout, space = config.simulator.layout, bridge.action_space
+    found = (bridge.nq, bridge.nv, space.shape[0])  # type: ignore[attr-defined]
+    if found != (layout.nq, layout.nv, layout.nu) or not np.allclose(space.low, layout.action_low):
+        raise CheckpointError(
+            f"checkpoint {folder} models nq/nv/nu = {layout.nq}/{layout.nv}/{layout.nu}, but the "
+            f"{config.robot.source} robot {config.robot.domain!r} has {found[0]}/{found[1]}/{found[2]}"
+        )
