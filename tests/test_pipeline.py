@@ -107,3 +107,12 @@ def test_benchmark_reports_each_horizon_and_refuses_the_training_seed(checkpoint
     write_benchmark(checkpoint_copy, results)
     assert neural_sim.checkpoints.read_config(checkpoint_copy).benchmark["command"] == "pytest-bench"
     assert "pytest-bench" in (checkpoint_copy / "README.md").read_text()
+
+
+def test_training_that_keeps_diverging_stops_with_a_clear_error(tmp_path: Path) -> None:
+    data = collect("pendulum", sequences=3, steps=130, seed=8)
+    data.states[:] = np.inf  # every batch overflows
+    config = TrainConfig(iterations=300, batch_size=16, eval_every=1000, seed=1)
+    model = ModelConfig(position_encoder=TINY, state_encoder=TINY, action_encoder=TINY, correctors=())
+    with pytest.raises(NeuralSimError, match="training diverged: 100 non-finite steps in a row"):
+        train(data, robot_spec("pendulum"), tmp_path / "x", model, config=config, progress=False, log=lambda _: None)

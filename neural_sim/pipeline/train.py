@@ -33,6 +33,8 @@ from neural_sim.robots.base import RobotSpec
 _MIN_STD = 1e-6
 # Number of reset states shipped in a checkpoint.
 RESET_STATES = 4096
+# Non-finite steps in a row after which training stops.
+_MAX_SKIPPED_IN_A_ROW = 100
 
 
 @dataclass(frozen=True)
@@ -160,6 +162,7 @@ def train(
                 "data": dataclasses.asdict(dataset.info),
                 "train_config": dataclasses.asdict(config),
                 "samples": config.batch_size * int(extra.get("iterations", 0)),  # type: ignore[call-overload]
+                "skipped_non_finite_steps": skipped,
                 "wall_time_s": round(time.time() - started, 1),
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
                 "torch_version": torch.__version__,
@@ -172,16 +175,28 @@ def train(
         from tqdm import tqdm
 
         bar = tqdm(total=config.iterations, desc=f"train {spec.info.name}", unit="it")
-    running = 0.0
+    running, skipped, in_a_row = 0.0, 0, 0
     for iteration in range(1, config.iterations + 1):
         batch = torch.randint(len(starts), (config.batch_size,), generator=generator)
         predicted = simulator.predict(starts[batch], actions[batch])
         loss = (((predicted - targets[batch]) / delta_std) ** 2).mean()
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
-        optimiser.step()
+        grad_norm = torch.nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
         schedule.step()
+        # A rare batch can overflow (contact-rich robots): skip it rather than let one
+        # non-finite update poison every weight; give up if it keeps happening.
+        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+            skipped += 1
+            in_a_row += 1
+            if in_a_row >= _MAX_SKIPPED_IN_A_ROW:
+                raise NeuralSimError(
+                    f"training diverged: {in_a_row} non-finite steps in a row at iteration {iteration}; "
+                    f"the best model so far is in {output} (try a lower --lr)"
+                )
+            continue
+        in_a_row = 0
+        optimiser.step()
         value = loss.item()
         running = 0.98 * running + 0.02 * value if iteration > 1 else value
         if bar is not None:
