@@ -114,3 +114,12 @@ def test_density_benchmark_reports_separation_correlation_and_cost(density_check
     assert all(0.0 <= v <= 1.0 for v in results["auroc"].values())
     assert -1.0 <= results["spearman_penalty_vs_one_step_error"] <= 1.0
     assert results["step_cost"]["on_ms"] > 0 and results["step_cost"]["off_ms"] > 0
+
+
+def test_fast_log_density_equals_the_eager_one(density_checkpoint: Path) -> None:
+    density = load_density(density_checkpoint, read_config(density_checkpoint))
+    for batch in (1, 7):
+        states, actions = torch.randn(batch, 4) * 3, torch.rand(batch, 1) * 2 - 1
+        with torch.no_grad():
+            expected = density.log_density(states, actions)
+        torch.testing.assert_close(density.fast_log_density(states, actions), expected, rtol=1e-5, atol=1e-4)

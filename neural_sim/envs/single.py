@@ -167,5 +167,5 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         with torch.no_grad():
             s = torch.as_tensor(state, dtype=torch.float32).unsqueeze(0)
             a = torch.as_tensor(action, dtype=torch.float32).unsqueeze(0)
-            log_density = self.density.log_density(s, a)
+            log_density = self.density.fast_log_density(s, a)
             return float(log_density[0]), float(self.density.penalty(log_density)[0])

@@ -128,7 +128,7 @@ class NeuralSimVectorEnv(VectorEnv):
         action_t = torch.as_tensor(actions, dtype=torch.float32, device=self.simulator.device)
         if self.density is not None:
             with torch.no_grad():
-                log_density = self.density.log_density(
+                log_density = self.density.fast_log_density(
                     states.to(device=self.simulator.device, dtype=torch.float32), action_t
                 ).double().cpu()
                 penalty = self.density.penalty(log_density)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import TypeVar
 
 import numpy as np
@@ -14,6 +13,7 @@ from neural_sim.model.config import IntegratorConfig, SimulatorConfig
 from neural_sim.model.dynamics import MoSimField, VectorField, build_vector_field
 from neural_sim.model.fused import FusedMoSimField
 from neural_sim.model.integrators import check_integrator, integrate_step
+from neural_sim.model.tracing import TracedFunction
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 
@@ -41,21 +41,6 @@ class _FixedStepRK4(torch.nn.Module):
         return y
 
 
-def _trace(step: torch.nn.Module, states: torch.Tensor, actions: torch.Tensor) -> torch.nn.Module:
-    """``torch.jit.trace`` and freeze the step (3x faster per call at batch 1 than eager on
-    CPU), or return the eager module where tracing is unavailable. torch.compile measured no faster here (its
-    per-call guards cost as much) and takes about 25 s to compile, so tracing stays until
-    torch removes it."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates jit.trace
-            traced = torch.jit.trace(step, (states, actions), check_trace=False)
-            # Weights become constants: safe, the caller retraces when they change.
-            return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
-    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
-        return step
-
-
 class Simulator:
     """A learned simulator of one robot: physics state + action -> next physics state.
 
@@ -81,9 +66,7 @@ class Simulator:
         layout = config.layout
         self._action_low = torch.tensor(layout.action_low, dtype=torch.float32, device=self.device)
         self._action_high = torch.tensor(layout.action_high, dtype=torch.float32, device=self.device)
-        self._traced: torch.nn.Module | None = None
-        self._params: list[torch.nn.Parameter] = []
-        self._traced_versions: list[int] = []
+        self._fast_step = TracedFunction(self._fast_step_module, self.field)
 
     # -- dimensions ------------------------------------------------------------------
     @property
@@ -125,7 +108,7 @@ class Simulator:
         """Move the model to ``device`` (in place) and return ``self``."""
         self.device = torch.device(device)
         self.field.to(self.device)
-        self._traced = None
+        self._fast_step.reset()
         self._action_low = self._action_low.to(self.device)
         self._action_high = self._action_high.to(self.device)
         return self
@@ -184,15 +167,11 @@ class Simulator:
         """
         if self.config.integrator.method != "rk4":
             return self.predict(states, actions)
-        # In-place weight updates (optimiser steps, load_state_dict) bump tensor versions.
-        stale = any(p._version != v for p, v in zip(self._params, self._traced_versions, strict=True))
-        if self._traced is None or stale:
-            field = FusedMoSimField(self.field) if isinstance(self.field, MoSimField) else self.field
-            step = _FixedStepRK4(field, self.dt, self.config.integrator.substeps).eval()
-            self._params = list(self.field.parameters())
-            self._traced = _trace(step, states, actions)
-            self._traced_versions = [p._version for p in self._params]
-        return self._traced(states, actions)
+        return self._fast_step(states, actions)
+
+    def _fast_step_module(self) -> torch.nn.Module:
+        field = FusedMoSimField(self.field) if isinstance(self.field, MoSimField) else self.field
+        return _FixedStepRK4(field, self.dt, self.config.integrator.substeps)
 
     # -- input checking ---------------------------------------------------------------
     def _check_inputs(

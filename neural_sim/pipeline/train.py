@@ -183,7 +183,6 @@ def train(
         optimiser.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
-        schedule.step()
         # A rare batch can overflow (contact-rich robots): skip it rather than let one
         # non-finite update poison every weight; give up if it keeps happening.
         if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
@@ -194,9 +193,11 @@ def train(
                     f"training diverged: {in_a_row} non-finite steps in a row at iteration {iteration}; "
                     f"the best model so far is in {output} (try a lower --lr)"
                 )
+            schedule.step()
             continue
         in_a_row = 0
         optimiser.step()
+        schedule.step()
         value = loss.item()
         running = 0.98 * running + 0.02 * value if iteration > 1 else value
         if bar is not None:
