@@ -27,6 +27,8 @@ def accuracy_table() -> str:
     rows = ["| robot | H=3 | H=16 | H=100 | hold-last-state H=16 | paper MoSim H=16 / H=100 "
             "| trusted horizon (steps) |", "|---|---|---|---|---|---|---|"]
     for name, config in shipped():
+        if "horizons" not in config["benchmark"]:
+            continue  # not benchmarked yet
         h = config["benchmark"]["horizons"]
         rows.append(f"| {name} | {h['3']['mse']:.2e} | {h['16']['mse']:.2e} | {h['100']['mse']:.2e} | "
                     f"{h['16']['hold_last_state_mse']:.3g} | {PAPER.get(name, '-')} | {config['trusted_horizon']} |")
@@ -37,6 +39,8 @@ def density_table() -> str:
     rows = ["| robot | AUROC perturbed | AUROC controller | Spearman(penalty, one-step error) | env step off / on |",
             "|---|---|---|---|---|"]
     for name, config in shipped():
+        if "density" not in config["benchmark"]:
+            continue  # no density figures yet
         d = config["benchmark"]["density"]
         cost = d["step_cost"]
         rows.append(f"| {name} | {d['auroc']['perturbed']:.3f} | {d['auroc']['controller']:.3f} | "
