@@ -56,9 +56,16 @@ def test_spaces_are_identical_to_shimmy(env_id: str) -> None:
     assert ours.action_space.dtype == real.action_space.dtype
 
 
+# Contact solvers warm-start from the previous step's accelerations, which (qpos, qvel)
+# do not carry: after a reset from the same state the oracle and shimmy differ in float
+# rounding (about 1e-13 after 200 cheetah steps). Robots without contacts match bit for bit.
+ORACLE_TOLERANCE = {"cheetah": 1e-9}
+
+
 @pytest.mark.parametrize("env_id", sorted(set(MIRRORS.values())))
-def test_physics_backend_equals_shimmy_exactly(env_id: str) -> None:
+def test_physics_backend_equals_shimmy(env_id: str) -> None:
     domain, task = env_id.split("/")[1].rsplit("-", 1)[0].split("-")
+    tolerance = ORACLE_TOLERANCE.get(domain, 0.0)
     real = gym.make(env_id)
     oracle = NeuralSimEnv(checkpoint=domain, task=task, backend="physics")
     obs_real, _ = real.reset(seed=7)
@@ -74,8 +81,8 @@ def test_physics_backend_equals_shimmy_exactly(env_id: str) -> None:
         o1, r1, term1, _, _ = real.step(action)
         o2, r2, term2, _, _ = oracle.step(action)
         for key in o1:
-            np.testing.assert_array_equal(o2[key], o1[key])
-        assert r2 == r1 and term2 == term1
+            np.testing.assert_allclose(o2[key], o1[key], rtol=0, atol=tolerance)
+        assert abs(r2 - r1) <= tolerance and term2 == term1
 
 
 def test_neural_step_reports_the_task_values_of_the_predicted_state() -> None:
@@ -192,3 +199,15 @@ def test_unknown_names_raise_errors_that_list_what_is_accepted() -> None:
 def test_step_before_reset_is_refused() -> None:
     with pytest.raises(gym.error.ResetNeeded):
         NeuralSimEnv("acrobot").step(np.zeros(1))
+
+
+def test_a_non_finite_prediction_raises_instead_of_continuing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch
+
+    from neural_sim.errors import DivergenceError
+
+    env = NeuralSimEnv("acrobot")
+    env.reset(seed=0)
+    monkeypatch.setattr(env.simulator, "fast_predict", lambda s, a: torch.full_like(s, float("nan")))
+    with pytest.raises(DivergenceError, match="non-finite state .* far outside its training data"):
+        env.step(np.zeros(1))

@@ -85,8 +85,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         self.density, self.density_penalty = parts.density, parts.density_penalty
         self._reset_states = parts.reset_states
         self.backend: Backend = backend
-        layout = self.config.simulator.layout
-        self._layout = layout
+        self._layout = layout = self.config.simulator.layout
         self.observation_space = self.bridge.observation_space
         self.action_space = self.bridge.action_space
         self.render_mode = render_mode
@@ -116,14 +115,19 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         action = check_actions(action, self.action_space, "action", self.action_space.shape)
+        device = self.simulator.device
+        state_t = torch.as_tensor(self._state, dtype=torch.float32, device=device).unsqueeze(0)
+        action_t = torch.as_tensor(action, dtype=torch.float32, device=device).unsqueeze(0)
         info: dict[str, Any] = {}
         if self.density is not None:
-            info["log_density"], info["penalty"] = self._density_terms(self._state, action)
+            log_density = self.density.fast_log_density(state_t, action_t)
+            info["log_density"] = float(log_density[0])
+            info["penalty"] = float(self.density.penalty(log_density)[0])
         if self.backend == "physics":
             self.bridge.step_physics(action)
             self._state = self.bridge.get_state()
         else:
-            self._state = self._predict(self._state, action)
+            self._state = self._predict(state_t, action_t)
             self.bridge.set_state(self._state)
         terminated, truncated = self.bridge.termination()
         reward = task_reward = self.bridge.reward()
@@ -149,23 +153,11 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         """The current physics state ``[qpos, qvel]`` (a copy), ``None`` before ``reset``."""
         return None if self._state is None else self._state.copy()
 
-    def _predict(self, state: np.ndarray, action: np.ndarray) -> np.ndarray:
-        sim = self.simulator
-        with torch.no_grad():
-            s = torch.as_tensor(state, dtype=torch.float32, device=sim.device).unsqueeze(0)
-            a = torch.as_tensor(action, dtype=torch.float32, device=sim.device).unsqueeze(0)
-            next_state = sim.fast_predict(s, a)[0].cpu().numpy().astype(np.float64)
+    def _predict(self, state: torch.Tensor, action: torch.Tensor) -> np.ndarray:
+        next_state = self.simulator.fast_predict(state, action)[0].cpu().numpy().astype(np.float64)
         if not np.isfinite(next_state).all():
             raise DivergenceError(
-                f"the learned simulator produced a non-finite state from state {state.tolist()} "
-                f"and action {action.tolist()}: it was driven far outside its training data"
+                f"the learned simulator produced a non-finite state from state {state[0].tolist()} "
+                f"and action {action[0].tolist()}: it was driven far outside its training data"
             )
         return next_state
-
-    def _density_terms(self, state: np.ndarray, action: np.ndarray) -> tuple[float, float]:
-        assert self.density is not None
-        with torch.no_grad():
-            s = torch.as_tensor(state, dtype=torch.float32).unsqueeze(0)
-            a = torch.as_tensor(action, dtype=torch.float32).unsqueeze(0)
-            log_density = self.density.fast_log_density(s, a)
-            return float(log_density[0]), float(self.density.penalty(log_density)[0])
