@@ -209,5 +209,5 @@ def test_a_non_finite_prediction_raises_instead_of_continuing(monkeypatch: pytes
     env = NeuralSimEnv("acrobot")
     env.reset(seed=0)
     monkeypatch.setattr(env.simulator, "fast_predict", lambda s, a: torch.full_like(s, float("nan")))
-    with pytest.raises(DivergenceError, match="non-finite state .* far outside its training data"):
+    with pytest.raises(DivergenceError, match=r"non-finite state .* far outside its training data"):
         env.step(np.zeros(1))
