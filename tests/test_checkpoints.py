@@ -19,10 +19,13 @@ def test_load_by_shipped_name_gives_the_robot_dimensions() -> None:
     assert (sim.nq, sim.nv, sim.nu, sim.dt) == (2, 2, 1, 0.01)
     sim = neural_sim.load("pendulum")
     assert (sim.nq, sim.nv, sim.nu, sim.dt) == (1, 1, 1, 0.02)
+    sim = neural_sim.load("cheetah")
+    assert (sim.nq, sim.nv, sim.nu, sim.dt) == (9, 9, 6, 0.01)
+    assert sim.config.layout.invariant_qpos == (0,) and sim.config.layout.velocity_lag == 0.005
 
 
 def test_shipped_checkpoints_are_complete_and_hold_no_pickle() -> None:
-    for name in ("acrobot", "pendulum"):
+    for name in ("acrobot", "pendulum", "cheetah"):
         folder = Path(neural_sim.checkpoints.resolve_checkpoint(name))
         files = {p.name for p in folder.iterdir()}
         assert {"config.json", "model.safetensors", "reset_states.safetensors", "README.md"} <= files
@@ -31,6 +34,9 @@ def test_shipped_checkpoints_are_complete_and_hold_no_pickle() -> None:
         assert config.format_version == FORMAT_VERSION
         assert config.training["command"].startswith("neural-sim train")
         assert "seed" in config.training and "wall_time_s" in config.training
+        assert config.training["complete"] is True
+        assert config.density is not None and (folder / "density.safetensors").is_file()
+        assert {"3", "16", "100"} <= set(config.benchmark["horizons"]) and "density" in config.benchmark
 
 
 def test_saved_checkpoint_reloads_to_identical_predictions(tiny_checkpoint: Path) -> None:

@@ -18,6 +18,7 @@ from neural_sim.errors import InputError, UnknownNameError
 EXPECTED_IDS = {
     "NeuralSim/Acrobot-v0", "NeuralSim/acrobot-swingup-v0", "NeuralSim/acrobot-swingup_sparse-v0",
     "NeuralSim/Pendulum-v0", "NeuralSim/pendulum-swingup-v0",
+    "NeuralSim/Cheetah-v0", "NeuralSim/cheetah-run-v0",
 }
 # NeuralSim id -> the shimmy id it mirrors.
 MIRRORS = {
@@ -26,6 +27,8 @@ MIRRORS = {
     "NeuralSim/acrobot-swingup_sparse-v0": "dm_control/acrobot-swingup_sparse-v0",
     "NeuralSim/Pendulum-v0": "dm_control/pendulum-swingup-v0",
     "NeuralSim/pendulum-swingup-v0": "dm_control/pendulum-swingup-v0",
+    "NeuralSim/Cheetah-v0": "dm_control/cheetah-run-v0",
+    "NeuralSim/cheetah-run-v0": "dm_control/cheetah-run-v0",
 }
 
 
