@@ -14,6 +14,8 @@ Each figure is the median of ``repeats`` timed runs.
 
 from __future__ import annotations
 
+import concurrent.futures
+import multiprocessing
 import platform
 import statistics
 import time
@@ -77,6 +79,20 @@ def vector_steps_per_s(make: Callable[[int], Any], num_envs: int, steps: int, re
     return rate
 
 
+def _shimmy_vector_steps_per_s(mirror_id: str, num_envs: int, steps: int, repeats: int) -> float:
+    import shimmy  # noqa: F401  (registers dm_control/... ids)
+
+    make = lambda k: gym.make_vec(mirror_id, num_envs=k, vectorization_mode="sync")  # noqa: E731
+    return vector_steps_per_s(make, num_envs, steps, repeats)
+
+
+def _in_child_process(function: Callable[..., float], *args: Any) -> float:
+    """``function(*args)`` in a fresh process, so whatever it allocates is returned after."""
+    context = multiprocessing.get_context("spawn")
+    with concurrent.futures.ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
+        return pool.submit(function, *args).result()
+
+
 def bench_speed(
     env_id: str,
     mirror_id: str,
@@ -97,10 +113,10 @@ def bench_speed(
     for n in batch_sizes:
         steps = max(5, min(200, 20_000 // n))
         neural = vector_steps_per_s(lambda k: gym.make_vec(env_id, num_envs=k), n, steps, repeats)
-        # Each dm_control env holds about 6 MB: 4096 of them exhaust a 24 GB machine.
+        # Each dm_control env holds about 6 MB (4096 of them exhaust a 24 GB machine) and a
+        # closed one does not give it back, so each shimmy measurement runs in its own process.
         shimmy_rate = (
-            vector_steps_per_s(lambda k: gym.make_vec(mirror_id, num_envs=k, vectorization_mode="sync"), n, steps,
-                               max(1, repeats // 2))
+            _in_child_process(_shimmy_vector_steps_per_s, mirror_id, n, steps, max(1, repeats // 2))
             if include_shimmy_vector and n <= shimmy_max_envs else None
         )
         batched[str(n)] = {
