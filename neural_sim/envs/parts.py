@@ -22,11 +22,8 @@ from neural_sim.checkpoints import (
 from neural_sim.density.model import DensityModel
 from neural_sim.errors import CheckpointError, InputError, UnknownNameError
 from neural_sim.model.config import StateLayout
-from neural_sim.model.simulator import Simulator
+from neural_sim.model.simulator import ACTION_TOLERANCE, Simulator
 from neural_sim.robots import TaskBridge, make_task_bridge
-
-# Actions may exceed their bounds by float32 rounding of a policy's rescaling, no more.
-ACTION_TOLERANCE = 1e-5
 
 
 @dataclass

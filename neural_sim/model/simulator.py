@@ -18,7 +18,7 @@ from neural_sim.model.tracing import TracedFunction
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 
 # Actions may exceed their bounds by float32 rounding of a policy's rescaling, no more.
-_ACTION_TOLERANCE = 1e-5
+ACTION_TOLERANCE = 1e-5
 
 
 class _FixedStepRK4(torch.nn.Module):
@@ -204,8 +204,8 @@ class Simulator:
             raise InputError("states contain NaN or inf")
         if not torch.isfinite(action_t).all():
             raise InputError("actions contain NaN or inf")
-        too_low = action_t < self._action_low - _ACTION_TOLERANCE
-        too_high = action_t > self._action_high + _ACTION_TOLERANCE
+        too_low = action_t < self._action_low - ACTION_TOLERANCE
+        too_high = action_t > self._action_high + ACTION_TOLERANCE
         if (too_low | too_high).any():
             raise InputError(
                 f"actions outside the action bounds low={self.config.layout.action_low}, "

@@ -88,36 +88,10 @@ def _no_termination(states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
     return flags, flags.copy()
 
 
-class _PlanarYChain:
-    """Geometry of a chain of hinges about the world y axis, read from the MuJoCo model.
-
-    Supports exactly what the native tasks need: bodies with identity orientation offsets,
-    joints at their body origins. Anything else raises, and the caller falls back.
-    """
-
-    def __init__(self, bridge: DmControlTask, bodies: list[str]) -> None:
-        named = bridge.physics.named.model
-        for body in bodies:
-            if not np.allclose(named.body_quat[body], [1, 0, 0, 0]):
-                raise NotImplementedError(f"body {body!r} has a rotated frame")
-        for joint in range(bridge.physics.model.njnt):
-            if not np.allclose(bridge.physics.model.jnt_axis[joint], [0, 1, 0]) or not np.allclose(
-                bridge.physics.model.jnt_pos[joint], 0
-            ):
-                raise NotImplementedError("joint axis is not y or joint is off its body origin")
-        self.offsets = [torch.tensor(named.body_pos[b], dtype=torch.float64) for b in bodies]
-
-    @staticmethod
-    def z_axis(angle: torch.Tensor) -> torch.Tensor:
-        """World direction of a body's z axis after rotating ``angle`` about y: ``(sin, 0, cos)``."""
-        return torch.stack([torch.sin(angle), torch.zeros_like(angle), torch.cos(angle)], dim=-1)
-
-    @staticmethod
-    def rotate(angle: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
-        """A body-frame offset in world coordinates (rotation about y by ``angle``)."""
-        c, s = torch.cos(angle).unsqueeze(-1), torch.sin(angle).unsqueeze(-1)
-        x, y, z = local[0], local[1], local[2]
-        return torch.cat([c * x + s * z, y.expand_as(c), -s * x + c * z], dim=-1)
+def rotate_y(angle: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+    """``local`` (a body-frame offset) in world coordinates after turning ``angle`` about y."""
+    c, s = torch.cos(angle).unsqueeze(-1), torch.sin(angle).unsqueeze(-1)
+    return torch.cat([c * local[0] + s * local[2], local[1].expand_as(c), -s * local[0] + c * local[2]], -1)
 
 
 class PlanarKinematics:
@@ -131,6 +105,7 @@ class PlanarKinematics:
     def __init__(self, bridge: DmControlTask) -> None:
         model = bridge.physics.model
         self._parents = [int(p) for p in model.body_parentid]
+        self._body_ids = {mujoco.mj_id2name(model.ptr, mujoco.mjtObj.mjOBJ_BODY, b): b for b in range(model.nbody)}
         self._offsets = torch.tensor(model.body_pos, dtype=torch.float64)
         self._com_offsets = torch.tensor(model.body_ipos, dtype=torch.float64)
         self.masses = torch.tensor(model.body_mass, dtype=torch.float64)
@@ -150,14 +125,13 @@ class PlanarKinematics:
             else:
                 raise NotImplementedError("a joint is neither a y hinge nor an xz slide")
 
-    @staticmethod
-    def _rotate(angle: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
-        c, s = torch.cos(angle).unsqueeze(-1), torch.sin(angle).unsqueeze(-1)
-        return torch.cat([c * local[0] + s * local[2], local[1].expand_as(c), -s * local[0] + c * local[2]], -1)
+    def body_offset(self, name: str) -> torch.Tensor:
+        """A body's origin in its parent's frame."""
+        return self._offsets[self._body_ids[name]]
 
     @staticmethod
     def _rotate_rate(angle: torch.Tensor, rate: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
-        """Time derivative of ``_rotate(angle, local)`` when ``angle`` changes at ``rate``."""
+        """Time derivative of ``rotate_y(angle, local)`` when ``angle`` changes at ``rate``."""
         c, s, w = torch.cos(angle).unsqueeze(-1), torch.sin(angle).unsqueeze(-1), rate.unsqueeze(-1)
         x_rate, z_rate = w * (-s * local[0] + c * local[2]), w * (-c * local[0] - s * local[2])
         return torch.cat([x_rate, torch.zeros_like(c), z_rate], -1)
@@ -174,17 +148,17 @@ class PlanarKinematics:
         for body in range(1, len(self._parents)):
             parent = self._parents[body]
             angle, rate = angles[parent], rates[parent]
-            position = positions[parent] + self._rotate(angle, self._offsets[body])
+            position = positions[parent] + rotate_y(angle, self._offsets[body])
             velocity = velocities[parent] + self._rotate_rate(angle, rate, self._offsets[body])
             for kind, address, sign, vector in self._joints[body]:
                 q, qdot = qpos[:, address], qvel[:, address]
                 if kind == "slide":
-                    position = position + self._rotate(angle, vector) * q.unsqueeze(-1)
+                    position = position + rotate_y(angle, vector) * q.unsqueeze(-1)
                     velocity = (velocity + self._rotate_rate(angle, rate, vector) * q.unsqueeze(-1)
-                                + self._rotate(angle, vector) * qdot.unsqueeze(-1))
+                                + rotate_y(angle, vector) * qdot.unsqueeze(-1))
                 else:  # hinge about +-y through its anchor
                     new_angle, new_rate = angle + sign * q, rate + sign * qdot
-                    position = position + self._rotate(angle, vector) - self._rotate(new_angle, vector)
+                    position = position + rotate_y(angle, vector) - rotate_y(new_angle, vector)
                     velocity = (velocity + self._rotate_rate(angle, rate, vector)
                                 - self._rotate_rate(new_angle, new_rate, vector))
                     angle, rate = new_angle, new_rate
@@ -192,7 +166,7 @@ class PlanarKinematics:
             velocities.append(velocity)
             angles.append(angle)
             rates.append(rate)
-            coms.append(position + self._rotate(angle, self._com_offsets[body]))
+            coms.append(position + rotate_y(angle, self._com_offsets[body]))
             com_velocities.append(velocity + self._rotate_rate(angle, rate, self._com_offsets[body]))
         return torch.stack(coms, dim=1), torch.stack(com_velocities, dim=1)
 
@@ -242,7 +216,8 @@ class AcrobotBalance:
     native = True
 
     def __init__(self, bridge: DmControlTask, sparse: bool) -> None:
-        self._chain = _PlanarYChain(bridge, ["upper_arm", "lower_arm"])
+        kinematics = PlanarKinematics(bridge)  # also checks the geometry assumptions
+        self._shoulder, self._elbow = kinematics.body_offset("upper_arm"), kinematics.body_offset("lower_arm")
         named = bridge.physics.named.model
         self._tip = torch.tensor(named.site_pos["tip"], dtype=torch.float64)
         self._target = torch.tensor(named.site_pos["target"], dtype=torch.float64)
@@ -261,8 +236,7 @@ class AcrobotBalance:
     def rewards(self, states: torch.Tensor) -> np.ndarray:
         """Tolerance of the tip-to-target distance (margin 1, or 0 when sparse)."""
         upper, lower = self._angles(states)
-        shoulder, elbow = self._chain.offsets
-        tip = shoulder + self._chain.rotate(upper, elbow) + self._chain.rotate(lower, self._tip)
+        tip = self._shoulder + rotate_y(upper, self._elbow) + rotate_y(lower, self._tip)
         distance = torch.linalg.vector_norm(self._target - tip, dim=-1)
         return tolerance(distance, (0.0, self._radius), margin=0.0 if self._sparse else 1.0).numpy()
 
@@ -277,7 +251,7 @@ class PendulumSwingUp:
     native = True
 
     def __init__(self, bridge: DmControlTask) -> None:
-        _PlanarYChain(bridge, ["pole"])  # checks the geometry assumptions
+        PlanarKinematics(bridge)  # checks the geometry assumptions
         self._cosine_bound = float(dm_pendulum._COSINE_BOUND)  # the stock task's own constant
 
     def observations(self, states: torch.Tensor) -> OrderedDict[str, np.ndarray]:
