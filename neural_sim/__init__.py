@@ -24,17 +24,22 @@ from neural_sim.model.simulator import Simulator
 __version__ = "0.1.0"
 
 
-def load(name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu") -> Simulator:
+def load(
+    name_or_path: str | os.PathLike[str], device: str | torch.device = "cpu", revision: str | None = None
+) -> Simulator:
     """Load a trained simulator.
 
-    :param name_or_path: a shipped robot name (``"acrobot"``, see :func:`shipped_names`)
-        or a checkpoint folder.
+    :param name_or_path: a shipped robot name (``"acrobot"``, see :func:`shipped_names`),
+        a checkpoint folder, or a Hugging Face Hub repo id (``"org/name"``: downloaded into
+        the HF cache on first use, then loaded offline).
     :param device: torch device to run on.
+    :param revision: Hub branch, tag or commit hash to pin (Hub repo ids only).
     :return: a :class:`Simulator` with ``nq, nv, nu, dt``, ``step`` and ``rollout``.
-    :raises UnknownNameError: neither a shipped name nor a folder.
-    :raises CheckpointError: the folder is incomplete, corrupted or of a newer format.
+    :raises UnknownNameError: not a shipped name, a folder or a Hub repo.
+    :raises CheckpointError: the checkpoint is incomplete, corrupted, of a newer format,
+        holds pickle, or is not cached while offline.
     """
-    folder = resolve_checkpoint(name_or_path)
+    folder = resolve_checkpoint(name_or_path, revision)
     return load_simulator(folder, read_config(folder), device)
 
 

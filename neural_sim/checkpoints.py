@@ -85,20 +85,32 @@ def shipped_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def resolve_checkpoint(name_or_path: str | os.PathLike[str]) -> Path:
-    """Turn a shipped robot name or a folder path into a checkpoint folder path.
+def resolve_checkpoint(name_or_path: str | os.PathLike[str], revision: str | None = None) -> Path:
+    """Turn a checkpoint reference into a local checkpoint folder.
 
-    :raises UnknownNameError: neither a shipped name nor an existing folder.
+    Tried in order: an existing folder, a shipped robot name (``"acrobot"``), a Hugging Face
+    Hub repo id (``"org/name"``, downloaded into the HF cache, offline-first; see
+    :func:`neural_sim.hub.download`).
+
+    :param revision: Hub branch, tag or commit (Hub repo ids only).
+    :raises UnknownNameError: none of the three.
     """
+    from neural_sim import hub  # the Hub layer sits above this module
+
     text = os.fspath(name_or_path)
     path = Path(text).expanduser()
-    if path.is_dir():
-        return path
-    if text in shipped_names():
-        return shipped_checkpoints_dir() / text
+    if revision is None:
+        if path.is_dir():
+            return path
+        if text in shipped_names():
+            return shipped_checkpoints_dir() / text
+    if hub.is_repo_id(text):
+        return hub.download(text, revision)
+    if revision is not None:
+        raise UnknownNameError(f"revision={revision!r} applies to Hub repo ids ('owner/name') only, not {text!r}")
     raise UnknownNameError(
-        f"no checkpoint called {text!r}: not a shipped robot (known: {shipped_names()}) "
-        "and not an existing checkpoint folder"
+        f"no checkpoint called {text!r}: not a shipped robot (known: {shipped_names()}), not an existing "
+        "checkpoint folder, and not a Hub repo id ('owner/name')"
     )
 
 

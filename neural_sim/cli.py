@@ -11,6 +11,8 @@ from pathlib import Path
 
 from neural_sim.errors import NeuralSimError
 
+CHECKPOINT_HELP = "shipped robot name, checkpoint folder or Hub repo id (owner/name)"
+
 
 def _command_line(argv: Sequence[str]) -> str:
     return shlex.join(["neural-sim", *argv])
@@ -115,7 +117,8 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
             raise NeuralSimError(f"unknown env id {env_id!r}; registered: {neural_sim.ENV_IDS}")
         spec = gym.spec(env_id)
         robot = read_config(resolve_checkpoint(spec.kwargs["checkpoint"])).robot
-        mirror = f"dm_control/{robot.domain}-{spec.kwargs['task']}-v0"
+        mirror = (robot.domain if robot.source == "gymnasium"
+                  else f"dm_control/{robot.domain}-{spec.kwargs['task']}-v0")
         result = bench_speed(env_id, mirror, tuple(args.batch_sizes), args.repeats,
                              include_shimmy_vector=not args.no_shimmy_vector, shimmy_max_envs=args.shimmy_max_envs,
                              command=_command_line(argv))
@@ -138,7 +141,7 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.envs.ids import env_ids
     from neural_sim.model.config import to_dict
 
-    folder = resolve_checkpoint(args.checkpoint)
+    folder = resolve_checkpoint(args.checkpoint, args.revision)
     config = read_config(folder)
     summary = {
         "path": str(folder),
@@ -148,10 +151,46 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
         "architecture": config.simulator.model.architecture,
         "integrator": to_dict(config.simulator.integrator),
         "trusted_horizon": config.trusted_horizon,
+        "density": config.density is not None,
         "benchmark": config.benchmark,
         "training": {k: v for k, v in config.training.items() if k != "history"},
     }
     print(json.dumps(summary, indent=2))
+
+
+def _cmd_download(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.checkpoints import read_config
+    from neural_sim.envs.ids import env_ids
+    from neural_sim.hub import download
+
+    folder = download(args.repo_id, args.revision, local_files_only=args.local_files_only)
+    ids = env_ids(read_config(folder).robot)
+    print(f"{args.repo_id}: {folder}")
+    print(f"use: neural_sim.register_checkpoint({args.repo_id!r}) registers {', '.join(ids)}")
+
+
+def _cmd_push(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.hub import push
+
+    url = push(args.folder, args.repo_id, private=args.private, revision=args.revision,
+               commit_message=args.message)
+    print(f"pushed {args.folder} to {args.repo_id}: {url}")
+
+
+def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.checkpoints import read_config, shipped_checkpoints_dir, shipped_names
+    from neural_sim.envs.ids import env_ids
+    from neural_sim.hub import cached_checkpoints
+
+    rows = [("shipped", name, read_config(shipped_checkpoints_dir() / name)) for name in shipped_names()]
+    rows += [("hub cache", f"{c.repo_id}@{c.revision}", c.config) for c in cached_checkpoints()]
+    if args.json:
+        print(json.dumps([{"where": where, "checkpoint": name, "robot": config.robot.name,
+                           "env_ids": env_ids(config.robot)} for where, name, config in rows], indent=2))
+        return
+    for where, name, config in rows:
+        robot = f"{config.robot.source}/{config.robot.domain}"
+        print(f"{where:<10} {name:<32} {robot:<32} {' '.join(env_ids(config.robot))}")
 
 
 def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -180,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("collect", help="collect random-action (Poisson) data from the real simulator")
-    p.add_argument("robot", help="robot name, e.g. acrobot")
+    p.add_argument("robot", help="dm_control robot (acrobot, cheetah, ...) or Gymnasium MuJoCo id (HalfCheetah-v5)")
     p.add_argument("--sequences", type=int, default=100, help="number of sequences (default 100)")
     p.add_argument("--steps", type=int, default=1000, help="control steps per sequence (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of initial states and actions (default 0)")
@@ -189,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_collect)
 
     p = sub.add_parser("train", help="train a simulator and write a checkpoint folder")
-    p.add_argument("robot", help="robot name, e.g. acrobot")
+    p.add_argument("robot", help="dm_control robot (acrobot, cheetah, ...) or Gymnasium MuJoCo id (HalfCheetah-v5)")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
     p.add_argument("--data", type=Path, default=None, help="data set from `neural-sim collect` (default: collect now)")
     p.add_argument("--sequences", type=int, default=500, help="sequences to collect when --data is not given")
@@ -207,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_train)
 
     p = sub.add_parser("benchmark", help="prediction accuracy on fresh held-out data (the MoSim paper's protocol)")
-    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--sequences", type=int, default=20, help="test sequences of 1000 steps (default 20)")
     p.add_argument("--seed", type=int, default=1, help="test data seed, not the training one (default 1)")
     p.add_argument("--horizons", type=int, nargs="+", default=[3, 16, 100])
@@ -218,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("fit-density", help="fit and calibrate the density model of a checkpoint")
-    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--kind", choices=["nsf", "maf"], default="maf",
                    help="zuko flow (default maf; see benchmarks/compare_density.py)")
     p.add_argument("--iterations", type=int, default=3000)
@@ -227,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_fit_density)
 
     p = sub.add_parser("benchmark-density", help="separation, error prediction and cost of the density penalty")
-    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--sequences", type=int, default=10, help="held-out random-action sequences (default 10)")
     p.add_argument("--seed", type=int, default=1, help="held-out data seed, not the training one (default 1)")
     p.add_argument("--rows", type=int, default=5000, help="rows per evaluation set (default 5000)")
@@ -248,8 +287,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_bench_speed)
 
     p = sub.add_parser("info", help="describe a checkpoint: robot, env ids, dims, accuracy, provenance")
-    p.add_argument("checkpoint", help="shipped robot name or checkpoint folder")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("--revision", default=None, help="Hub branch, tag or commit (Hub repo ids only)")
     p.set_defaults(func=_cmd_info)
+
+    p = sub.add_parser("download", help="download a Hub checkpoint into the Hugging Face cache")
+    p.add_argument("repo_id", help="Hub repo id, owner/name")
+    p.add_argument("--revision", default=None, help="branch, tag or commit (default: the default branch)")
+    p.add_argument("--local-files-only", action="store_true", help="only check the cache, no network")
+    p.set_defaults(func=_cmd_download)
+
+    p = sub.add_parser("push", help="publish a checkpoint folder on the Hub (creates the repo, writes the card)")
+    p.add_argument("folder", type=Path, help="checkpoint folder")
+    p.add_argument("repo_id", help="Hub repo id, owner/name")
+    p.add_argument("--private", action="store_true", help="create the repo private")
+    p.add_argument("--revision", default=None, help="branch to commit to (created if missing)")
+    p.add_argument("--message", default=None, help="commit message")
+    p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("list", help="shipped and cached checkpoints with their env ids")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=_cmd_list)
     return parser
 
 

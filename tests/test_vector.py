@@ -33,12 +33,22 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
         states[:300, 9] += 12.0  # running forward: rewards strictly between 0 and 1
     else:
         states[:300, : size // 2] = torch.as_tensor(rng.normal(size=(300, size // 2)) * 0.15)  # near upright
-    expected, found = reference.observations(states), native.observations(states)
-    assert list(found) == list(expected)
-    for key in expected:
-        np.testing.assert_allclose(found[key], expected[key], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(native.rewards(states), reference.rewards(states), rtol=0, atol=1e-6)
-    assert 0 < reference.rewards(states).mean() < 1  # both in-target and off-target states were tested
+    previous = torch.as_tensor(rng.normal(size=(600, size)))
+    actions = rng.uniform(-1, 1, size=(600, native_actions(domain)))
+    expected, found = reference.step(previous, actions, states), native.step(previous, actions, states)
+    assert list(found[0]) == list(expected[0])
+    for key in expected[0]:
+        np.testing.assert_allclose(found[0][key], expected[0][key], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(found[1], expected[1], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(found[2], expected[2])
+    assert 0 < expected[1].mean() < 1  # both in-target and off-target states were tested
+    reset_expected, reset_found = reference.observations(states), native.observations(states)
+    for key in reset_expected:
+        np.testing.assert_allclose(reset_found[key], reset_expected[key], rtol=0, atol=1e-6)
+
+
+def native_actions(domain: str) -> int:
+    return {"acrobot": 1, "pendulum": 1, "cheetah": 6}[domain]
 
 
 @pytest.mark.parametrize("sigmoid", ["gaussian", "hyperbolic", "long_tail", "reciprocal", "cosine", "linear",

@@ -1,4 +1,9 @@
-"""Environment id naming: one place, used by registration and model cards."""
+"""Environment id naming: one place, used by registration, the CLI and model cards.
+
+- dm_control robots: ``NeuralSim/Acrobot-v0`` (the default task) plus one id per stock
+  task mirroring shimmy's ``dm_control/<domain>-<task>-v0``: ``NeuralSim/acrobot-swingup-v0``;
+- Gymnasium MuJoCo robots mirror Gymnasium's id: ``NeuralSim/HalfCheetah-v5``.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,9 @@ NAMESPACE = "NeuralSim"
 
 
 def short_id(robot: RobotInfo) -> str:
-    """``NeuralSim/Acrobot-v0``: the robot's default task."""
+    """The id of the robot's default task: ``NeuralSim/Acrobot-v0``, ``NeuralSim/HalfCheetah-v5``."""
+    if robot.source == "gymnasium":
+        return f"{NAMESPACE}/{robot.domain}"
     return f"{NAMESPACE}/{robot.name.capitalize()}-v0"
 
 
@@ -17,6 +24,13 @@ def task_id(robot: RobotInfo, task: str) -> str:
     return f"{NAMESPACE}/{robot.domain}-{task}-v0"
 
 
+def env_entries(robot: RobotInfo) -> list[tuple[str, str]]:
+    """``(env id, task)`` for every id of a robot: the short one first."""
+    if robot.source == "gymnasium":
+        return [(short_id(robot), robot.default_task)]
+    return [(short_id(robot), robot.default_task)] + [(task_id(robot, task), task) for task in robot.tasks]
+
+
 def env_ids(robot: RobotInfo) -> list[str]:
     """Every id of a robot: the short one first, then one per stock task."""
-    return [short_id(robot)] + [task_id(robot, task) for task in robot.tasks]
+    return [env_id for env_id, _ in env_entries(robot)]

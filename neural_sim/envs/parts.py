@@ -6,6 +6,7 @@ import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -47,9 +48,11 @@ def load_env_parts(
     integrator: str | None,
     density_penalty: float,
     device: str | torch.device,
+    revision: str | None = None,
+    env_kwargs: dict[str, Any] | None = None,
 ) -> EnvParts:
     """Resolve and check everything an env needs; see the envs' docstrings for the arguments."""
-    folder = resolve_checkpoint(checkpoint)
+    folder = resolve_checkpoint(checkpoint, revision)
     config = read_config(folder)
     robot = config.robot
     task = task or robot.default_task
@@ -61,7 +64,7 @@ def load_env_parts(
             dataclasses.replace(config.simulator.integrator, method=integrator)  # type: ignore[arg-type]
         )
     layout = config.simulator.layout
-    bridge = make_task_bridge(robot, task)
+    bridge = make_task_bridge(robot, task, env_kwargs=env_kwargs)
     _check_bridge_matches(folder, config, bridge)
     if reset_states is None:
         buffer = load_reset_states(folder, layout.state_size)

@@ -25,8 +25,10 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     Each step advances the physics state ``(qpos, qvel)`` with the checkpoint's Neural ODE,
     writes the predicted state into the real task's MuJoCo ``Physics``, runs
     ``mj_forward``, and returns the stock task's own observation, reward and termination
-    for it. Observation and action spaces are identical to shimmy's
-    ``dm_control/<domain>-<task>-v0``, so policies move freely between the two.
+    for it. Observation and action spaces are identical to the real env's (shimmy's
+    ``dm_control/<domain>-<task>-v0``, or Gymnasium's ``HalfCheetah-v5`` and co.), so
+    policies move freely between the two. Gymnasium robots' ``info`` carries the real
+    env's own step info (``x_velocity``, reward terms).
 
     ## Starting State
     A state drawn (with the env's seeded RNG) from the checkpoint's real-buffer states,
@@ -41,7 +43,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     ``max_episode_steps`` (registered default: the checkpoint's trusted horizon).
 
     ## Arguments
-    :param checkpoint: shipped robot name (``"acrobot"``) or checkpoint folder.
+    :param checkpoint: shipped robot name (``"acrobot"``), checkpoint folder, or Hugging
+        Face Hub repo id (``"org/name"``, downloaded on first use, then loaded offline).
     :param task: stock task (default: the checkpoint's default task).
     :param backend: ``"neural"`` (the learned model) or ``"physics"`` (real MuJoCo
         stepping behind the same class: the oracle that proves the bridge).
@@ -54,6 +57,10 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         ``k`` are calibrated per checkpoint. ``info`` then carries ``task_reward``,
         ``log_density`` and ``penalty``.
     :param device: torch device of the model.
+    :param revision: Hub branch, tag or commit to pin (Hub repo ids only).
+    :param env_kwargs: keyword arguments of the source env's constructor, for Gymnasium
+        robots (``{"ctrl_cost_weight": 0.2}`` as ``gymnasium.make("HalfCheetah-v5", ...)``
+        takes them); the real env computes observation, reward and termination with them.
     :param render_mode: ``None`` or ``"rgb_array"``.
     :param render_kwargs: ``width``, ``height``, ``camera_id`` of rendered frames.
 
@@ -72,6 +79,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         integrator: str | None = None,
         density_penalty: float = 0.0,
         device: str | torch.device = "cpu",
+        revision: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
         render_kwargs: dict[str, Any] | None = None,
     ) -> None:
@@ -79,7 +88,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             raise UnknownNameError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InputError(f"unsupported render_mode {render_mode!r}; accepted: None, 'rgb_array'")
-        parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device)
+        parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device, revision,
+                               env_kwargs)
         self.config, self.task_name, self.bridge = parts.config, parts.task, parts.bridge
         self.simulator: Simulator = parts.simulator
         self.density, self.density_penalty = parts.density, parts.density_penalty
@@ -127,14 +137,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             self.bridge.step_physics(action)
             self._state = self.bridge.get_state()
         else:
-            self._state = self._predict(state_t, action_t)
-            self.bridge.set_state(self._state)
+            previous, self._state = self._state, self._predict(state_t, action_t)
+            self.bridge.transition(previous, action, self._state)
         terminated, truncated = self.bridge.termination()
         reward = task_reward = self.bridge.reward()
         if self.density is not None:
             reward = task_reward + self.density_penalty * info["penalty"]
             info["task_reward"] = task_reward
-        info["state"] = self._state.copy()
+        info = {**self.bridge.step_info(), **info, "state": self._state.copy()}
         return self.bridge.observation(), reward, terminated, truncated, info
 
     def render(self) -> np.ndarray | None:  # type: ignore[override]

@@ -13,7 +13,7 @@ from gymnasium.vector.utils import batch_space
 
 from neural_sim.envs.parts import check_actions, check_states, load_env_parts
 from neural_sim.errors import DivergenceError, InputError
-from neural_sim.robots.batched import make_batched_task
+from neural_sim.robots.batched import assign_rows, make_batched_task, observation_row
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 
@@ -50,6 +50,8 @@ class NeuralSimVectorEnv(VectorEnv):
         integrator: str | None = None,
         density_penalty: float = 0.0,
         device: str | torch.device = "cpu",
+        revision: str | None = None,
+        env_kwargs: dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         native_tasks: bool = True,
     ) -> None:
@@ -60,7 +62,8 @@ class NeuralSimVectorEnv(VectorEnv):
             raise InputError(f"autoreset_mode {mode} is not supported; accepted: {[m.value for m in AUTORESET_MODES]}")
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.num_envs = int(num_envs)
-        parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device)
+        parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device, revision,
+                               env_kwargs)
         self.config, self.bridge, self.simulator = parts.config, parts.bridge, parts.simulator
         self.density, self.density_penalty = parts.density, parts.density_penalty
         self._reset_states = parts.reset_states
@@ -148,8 +151,9 @@ class NeuralSimVectorEnv(VectorEnv):
         if resetting.any():
             self._reset_from_buffer(resetting)
             self._steps[resetting] = 0
-        rewards = self.task.rewards(self._states)
-        terminated, truncated = self.task.terminations(self._states)
+        observations, rewards, terminated, truncated = self.task.step(states, actions, self._states)
+        if resetting.any():  # these envs start an episode: their observation is a reset's
+            assign_rows(observations, resetting, self.task.observations(self._states[torch.as_tensor(resetting)]))
         if self.max_episode_steps is not None:
             truncated = truncated | (self._steps >= self.max_episode_steps)
         terminated, truncated = terminated & stepping, truncated & stepping
@@ -159,11 +163,10 @@ class NeuralSimVectorEnv(VectorEnv):
             info["penalty"] = np.where(stepping, penalty.numpy(), 0.0)
             rewards = rewards + self.density_penalty * info["penalty"]
         rewards = np.where(stepping, rewards, 0.0)
-        observations = self.task.observations(self._states)
         ended = terminated | truncated
         if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP and ended.any():
             info["final_obs"] = np.array(
-                [{k: v[i].copy() for k, v in observations.items()} if e else None for i, e in enumerate(ended)],
+                [observation_row(observations, i) if e else None for i, e in enumerate(ended)],
                 dtype=object,
             )
             info["_final_obs"] = ended.copy()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from huggingface_hub import ModelCardData
+
 from neural_sim.checkpoints import CheckpointConfig
 from neural_sim.envs.ids import env_ids
 
@@ -12,21 +14,34 @@ def _fmt(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def model_card(config: CheckpointConfig) -> str:
-    """Markdown model card with Hub metadata, usage, accuracy figures and provenance."""
+def card_metadata(config: CheckpointConfig) -> ModelCardData:
+    """The card's Hub metadata: library, tags (searchable on the Hub) and the env ids."""
+    robot = config.robot
+    return ModelCardData(
+        library_name="neural-sim",
+        pipeline_tag="reinforcement-learning",
+        tags=["neural-sim", "reinforcement-learning", "world-model", "neural-ode", "mosim", "mujoco",
+              robot.source, robot.domain],
+        env_ids=env_ids(robot),
+        robot=robot.name,
+        robot_source=robot.source,
+    )
+
+
+def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
+    """Markdown model card with Hub metadata, usage, accuracy figures and provenance.
+
+    :param repo_id: the Hub repo the card is published in (its usage lines load from there);
+        default: the shipped robot name.
+    """
     robot, sim, training = config.robot, config.simulator, config.training
     layout, model, integrator = sim.layout, sim.model, sim.integrator
     ids = env_ids(robot)
+    reference = repo_id or robot.name
+    register = [f'neural_sim.register_checkpoint("{repo_id}")  # downloads once, then works offline'] if repo_id else []
     lines = [
         "---",
-        "library_name: neural-sim",
-        "tags:",
-        "- reinforcement-learning",
-        "- world-model",
-        "- neural-ode",
-        "- mosim",
-        f"- {robot.source}",
-        f"- {robot.domain}",
+        card_metadata(config).to_yaml(),
         "---",
         "",
         f"# neural-sim: {robot.name}",
@@ -39,13 +54,13 @@ def model_card(config: CheckpointConfig) -> str:
         "",
         "```python",
         "import gymnasium as gym, neural_sim",
+        *register,
         f'env = gym.make("{ids[0]}")',
-        "obs, info = env.reset(seed=0)",
         "```",
         "",
         "Environment ids: " + ", ".join(f"`{i}`" for i in ids) + ".",
         "",
-        f"Python API: `sim = neural_sim.load(\"{robot.name}\")`; `sim.step(states, actions)`, "
+        f"Python API: `sim = neural_sim.load(\"{reference}\")`; `sim.step(states, actions)`, "
         "`sim.rollout(states, actions)`.",
         "",
         "## Model",

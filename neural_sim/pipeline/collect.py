@@ -20,8 +20,8 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
-from neural_sim.errors import NeuralSimError, UnknownNameError
-from neural_sim.robots import DM_CONTROL_ROBOTS, DmControlTask
+from neural_sim.errors import NeuralSimError
+from neural_sim.robots import collection_bridge
 
 # The paper's protocol: switch to a new action with probability 1/5 each step (mean hold
 # time 5); a newly drawn action is zero with probability 0.3.
@@ -108,10 +108,10 @@ def collect(
 ) -> Dataset:
     """Roll out Poisson random actions in the real simulator.
 
-    Each sequence starts from the stock task's own random initial state
-    (``task.initialize_episode``) and runs ``steps`` control steps with no time limit.
+    Each sequence starts from the stock task's own random initial state (dm_control's
+    ``task.initialize_episode``, Gymnasium's ``reset``) and runs ``steps`` control steps with no time limit.
 
-    :param robot: a known robot name (``"acrobot"``).
+    :param robot: a known robot name (``"acrobot"``, ``"HalfCheetah-v5"``).
     :param sequences: number of sequences.
     :param steps: control steps per sequence.
     :param seed: seeds both the task's initial states and the actions.
@@ -119,13 +119,9 @@ def collect(
     :param command: the command line to record (default: this process's).
     :param progress: show a progress bar.
     """
-    if robot not in DM_CONTROL_ROBOTS:
-        raise UnknownNameError(f"unknown robot {robot!r}; known: {sorted(DM_CONTROL_ROBOTS)}")
     if sequences < 1 or steps < 1:
         raise NeuralSimError(f"sequences and steps must be >= 1, got {sequences} and {steps}")
-    domain, default_task, _ = DM_CONTROL_ROBOTS[robot]
-    task = task or default_task
-    bridge = DmControlTask(domain, task, seed=seed)
+    bridge, robot_info, task = collection_bridge(robot, task, seed)
     rng = np.random.default_rng(seed)
     low, high = bridge.action_space.low, bridge.action_space.high
     size = bridge.nq + bridge.nv
@@ -145,7 +141,7 @@ def collect(
     bridge.close()
     if command is None:
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    info = CollectionInfo(robot, domain, task, sequences, steps, seed, command=command)
+    info = CollectionInfo(robot, robot_info.domain, task, sequences, steps, seed, command=command)
     return Dataset(states, actions, info)
 
 

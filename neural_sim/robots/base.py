@@ -42,13 +42,17 @@ class RobotSpec:
 class TaskBridge(Protocol):
     """A stock task evaluated on physics states that something else produced.
 
-    Write a state with :meth:`set_state`, then read the task's own observation, reward and
-    termination for it. :meth:`step_physics` advances the real simulator instead (the
-    oracle backend and data collection use it).
+    After :meth:`reset_to` or :meth:`transition` (a learned step) or :meth:`step_physics` (a
+    real step: the oracle backend and data collection), read the task's own observation,
+    reward and termination of the step with :meth:`observation`, :meth:`reward`,
+    :meth:`termination` and :meth:`step_info`.
     """
 
     observation_space: spaces.Space[Any]
     action_space: spaces.Box
+    nq: int
+    nv: int
+    dt: float
 
     def set_state(self, state: np.ndarray) -> None:
         """Write ``[qpos, qvel]`` into the physics and recompute derived quantities."""
@@ -56,6 +60,13 @@ class TaskBridge(Protocol):
 
     def reset_to(self, state: np.ndarray) -> None:
         """Start an episode at ``state`` (fresh simulator data, then :meth:`set_state`)."""
+        ...
+
+    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
+        """A learned step took the robot from ``previous`` to ``state`` under ``action``: leave
+        the physics as a real step would (control applied, ``state`` written, derived
+        quantities recomputed) and let the task score the step, including reward terms
+        that depend on ``previous`` or ``action``."""
         ...
 
     def get_state(self) -> np.ndarray:
@@ -84,6 +95,10 @@ class TaskBridge(Protocol):
 
     def termination(self) -> tuple[bool, bool]:
         """``(terminated, truncated)`` as the stock task decides for the current state."""
+        ...
+
+    def step_info(self) -> dict[str, Any]:
+        """Extra per-step information the task itself reports (empty for dm_control)."""
         ...
 
     def render(self, width: int, height: int, camera_id: int) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from typing import Protocol
+from typing import Any, Protocol
 
 import mujoco
 import numpy as np
@@ -23,7 +23,10 @@ from neural_sim.robots.base import TaskBridge
 from neural_sim.robots.dm_control import DmControlTask
 
 _DEFAULT_VALUE_AT_MARGIN = 0.1
-_Evaluated = tuple[OrderedDict[str, np.ndarray], np.ndarray, np.ndarray, np.ndarray]
+#: A batch of observations: a dict of arrays (dm_control) or one array (Gymnasium).
+Observations = OrderedDict[str, np.ndarray] | np.ndarray
+#: ``(observations, rewards [N], terminated [N], truncated [N])`` of a batch of steps.
+StepResult = tuple[Observations, np.ndarray, np.ndarray, np.ndarray]
 
 
 class BatchedTask(Protocol):
@@ -31,17 +34,35 @@ class BatchedTask(Protocol):
 
     native: bool
 
+    def observations(self, states: torch.Tensor) -> Observations:
+        """Observations with a leading batch dimension (as at the start of an episode)."""
+        ...
+
+    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor) -> StepResult:
+        """Observation, reward and the task's own termination of steps ``previous -> states``."""
+        ...
+
+
+class StateTask:
+    """Base of native tasks whose observation, reward and termination read only the new state."""
+
+    native = True
+
     def observations(self, states: torch.Tensor) -> OrderedDict[str, np.ndarray]:
         """Observation arrays with a leading batch dimension."""
-        ...
+        raise NotImplementedError
 
     def rewards(self, states: torch.Tensor) -> np.ndarray:
         """``[N]`` rewards."""
-        ...
+        raise NotImplementedError
 
     def terminations(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """``[N]`` terminated and ``[N]`` truncated flags from the task itself."""
-        ...
+        """The stock tasks implemented natively never terminate."""
+        return _no_termination(states)
+
+    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor) -> StepResult:
+        """Everything of the new states (``previous`` and ``actions`` are not needed)."""
+        return (self.observations(states), self.rewards(states), *self.terminations(states))
 
 
 def tolerance(
@@ -183,10 +204,8 @@ class PlanarKinematics:
         return body == root
 
 
-class CheetahRun:
+class CheetahRun(StateTask):
     """``cheetah-run`` for a batch."""
-
-    native = True
 
     def __init__(self, bridge: DmControlTask) -> None:
         self._kinematics = PlanarKinematics(bridge)
@@ -205,15 +224,9 @@ class CheetahRun:
         return tolerance(velocity[:, 0], (self._run_speed, math.inf), margin=self._run_speed,
                          sigmoid="linear", value_at_margin=0.0).numpy()
 
-    def terminations(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The task never terminates."""
-        return _no_termination(states)
 
-
-class AcrobotBalance:
+class AcrobotBalance(StateTask):
     """``acrobot-swingup`` / ``acrobot-swingup_sparse`` for a batch."""
-
-    native = True
 
     def __init__(self, bridge: DmControlTask, sparse: bool) -> None:
         kinematics = PlanarKinematics(bridge)  # also checks the geometry assumptions
@@ -240,15 +253,9 @@ class AcrobotBalance:
         distance = torch.linalg.vector_norm(self._target - tip, dim=-1)
         return tolerance(distance, (0.0, self._radius), margin=0.0 if self._sparse else 1.0).numpy()
 
-    def terminations(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The task never terminates."""
-        return _no_termination(states)
 
-
-class PendulumSwingUp:
+class PendulumSwingUp(StateTask):
     """``pendulum-swingup`` for a batch."""
-
-    native = True
 
     def __init__(self, bridge: DmControlTask) -> None:
         PlanarKinematics(bridge)  # checks the geometry assumptions
@@ -264,50 +271,58 @@ class PendulumSwingUp:
         """1 while the pole is near upright (cosine above the stock bound)."""
         return tolerance(torch.cos(states[:, 0]), (self._cosine_bound, 1.0)).numpy()
 
-    def terminations(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """The task never terminates."""
-        return _no_termination(states)
-
 
 class BridgeLoopTask:
-    """Any stock task, one state at a time through the real ``Physics`` (exact, a Python loop)."""
+    """Any task, one state at a time through the real physics (exact, a Python loop)."""
 
     native = False
 
     def __init__(self, bridge: TaskBridge) -> None:
         self._bridge = bridge
-        self._last: torch.Tensor | None = None
-        self._cache: _Evaluated | None = None
 
-    def _evaluate(self, states: torch.Tensor) -> _Evaluated:
-        # observations/rewards/terminations are asked for the same states in turn: one pass.
-        if self._cache is not None and self._last is not None and torch.equal(self._last, states):
-            return self._cache
-        obs, rewards, terminated, truncated = [], [], [], []
+    def observations(self, states: torch.Tensor) -> Observations:
+        """The task's observations of ``states`` as episode starts."""
+        found = []
         for state in states.numpy():
-            self._bridge.set_state(state)
+            self._bridge.reset_to(state)
+            found.append(self._bridge.observation())
+        return stack_observations(found)
+
+    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor) -> StepResult:
+        """Each step through :meth:`TaskBridge.transition`."""
+        obs, rewards, terminated, truncated = [], [], [], []
+        for before, action, after in zip(previous.numpy(), actions, states.numpy(), strict=True):
+            self._bridge.transition(before, action, after)
             obs.append(self._bridge.observation())
             rewards.append(self._bridge.reward())
             term, trunc = self._bridge.termination()
             terminated.append(term)
             truncated.append(trunc)
-        stacked = OrderedDict((key, np.stack([o[key] for o in obs])) for key in obs[0])
-        self._last = states.clone()
-        self._cache = (stacked, np.asarray(rewards), np.asarray(terminated), np.asarray(truncated))
-        return self._cache
+        return stack_observations(obs), np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
 
-    def observations(self, states: torch.Tensor) -> OrderedDict[str, np.ndarray]:
-        """Stock observations, stacked."""
-        return self._evaluate(states)[0]
 
-    def rewards(self, states: torch.Tensor) -> np.ndarray:
-        """Stock rewards."""
-        return self._evaluate(states)[1]
+def stack_observations(observations: list[Any]) -> Observations:
+    """One batch from per-env observations (dicts of arrays or arrays)."""
+    if isinstance(observations[0], dict):
+        return OrderedDict((key, np.stack([o[key] for o in observations])) for key in observations[0])
+    return np.stack(observations)
 
-    def terminations(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        """Stock terminations."""
-        _, _, terminated, truncated = self._evaluate(states)
-        return terminated, truncated
+
+def observation_row(observations: Observations, index: int) -> Any:
+    """Env ``index``'s observation out of a batch (a copy)."""
+    if isinstance(observations, dict):
+        return OrderedDict((key, value[index].copy()) for key, value in observations.items())
+    return observations[index].copy()
+
+
+def assign_rows(observations: Observations, mask: np.ndarray, rows: Observations) -> None:
+    """Overwrite the masked envs' observations in place with ``rows`` (one per masked env)."""
+    if isinstance(observations, dict):
+        assert isinstance(rows, dict)
+        for key, value in observations.items():
+            value[mask] = rows[key]
+    else:
+        observations[mask] = rows
 
 
 def make_batched_task(bridge: TaskBridge, native: bool = True) -> BatchedTask:

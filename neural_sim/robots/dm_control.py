@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any
 
-import mujoco
 import numpy as np
 from dm_control import suite
 from gymnasium import spaces
@@ -14,6 +13,7 @@ from shimmy.utils.dm_env import dm_spec2gym_space
 from neural_sim.errors import UnknownNameError
 from neural_sim.model.config import StateLayout
 from neural_sim.robots.base import RobotInfo, RobotSpec
+from neural_sim.robots.mujoco_model import angle_qpos, invariant_qpos, velocity_lag
 
 #: neural-sim robot name -> (dm_control domain, default task, translation-invariant joints).
 DM_CONTROL_ROBOTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -73,6 +73,17 @@ class DmControlTask:
             self.physics.data.qpos[:] = state[: self.nq]
             self.physics.data.qvel[:] = state[self.nq :]
 
+    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
+        """Leave the physics as ``control.Environment.step`` would after reaching ``state``.
+
+        dm_control rewards read only the current physics (``physics.control()`` included,
+        e.g. cartpole's small-control term), so ``previous`` is not needed.
+        """
+        self.task.before_step(action, self.physics)
+        self.physics.data.time += self.dt
+        self.set_state(state)
+        self.task.after_step(self.physics)
+
     def get_state(self) -> np.ndarray:
         """The current ``[qpos, qvel]`` (a copy)."""
         return np.concatenate([self.physics.data.qpos, self.physics.data.qvel])
@@ -112,6 +123,10 @@ class DmControlTask:
             return False, False
         return discount == 0, discount > 0
 
+    def step_info(self) -> dict[str, Any]:
+        """dm_control tasks report nothing beyond observation, reward and discount."""
+        return {}
+
     def render(self, width: int = 320, height: int = 240, camera_id: int = -1) -> np.ndarray:
         """An RGB frame of the current state (needs a MuJoCo GL backend: ``MUJOCO_GL``)."""
         return np.asarray(self.physics.render(height=height, width=width, camera_id=camera_id))
@@ -127,17 +142,7 @@ class DmControlTask:
     # -- robot description ------------------------------------------------------------------
     def robot_spec(self, name: str, default_task: str, invariant_joints: tuple[str, ...] = ()) -> RobotSpec:
         """Read the robot's dimensions, bounds and coordinate kinds from the MuJoCo model."""
-        model = self.physics.model
-        angle_qpos, invariant_qpos = [], []
-        for joint in range(model.njnt):
-            address = int(model.jnt_qposadr[joint])
-            if model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_HINGE and not model.jnt_limited[joint]:
-                angle_qpos.append(address)
-            if mujoco.mj_id2name(model.ptr, mujoco.mjtObj.mjOBJ_JOINT, joint) in invariant_joints:
-                invariant_qpos.append(address)
-        # Semi-implicit (and implicit) Euler update positions with the new velocity.
-        euler = model.opt.integrator != mujoco.mjtIntegrator.mjINT_RK4
-        velocity_lag = float(model.opt.timestep) / 2 if euler else 0.0
+        model = self.physics.model.ptr
         stock = suite.load(self.domain, self.task_name)
         episode_steps = int(stock._step_limit)  # dm_control exposes the stock limit nowhere else
         stock.close()
@@ -156,9 +161,9 @@ class DmControlTask:
             dt=self.dt,
             action_low=tuple(float(x) for x in self.action_space.low),
             action_high=tuple(float(x) for x in self.action_space.high),
-            angle_qpos=tuple(angle_qpos),
-            invariant_qpos=tuple(invariant_qpos),
-            velocity_lag=velocity_lag,
+            angle_qpos=angle_qpos(model),
+            invariant_qpos=invariant_qpos(model, invariant_joints),
+            velocity_lag=velocity_lag(model),
         )
         return RobotSpec(info, layout)
 
