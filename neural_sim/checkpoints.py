@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -229,10 +230,17 @@ def save_checkpoint(
     simulator: Simulator,
     reset_states: np.ndarray,
     card: str,
+    robot_files: tuple[Path, ...] = (),
 ) -> Path:
-    """Write a complete checkpoint folder (created if needed; files replaced)."""
+    """Write a complete checkpoint folder (created if needed; files replaced).
+
+    :param robot_files: files the robot needs at load time (an MJCF robot's XML), copied in.
+    """
     path = Path(folder)
     path.mkdir(parents=True, exist_ok=True)
+    for file in robot_files:
+        if file.resolve() != (path / file.name).resolve():
+            shutil.copyfile(file, path / file.name)
     weights = {name: tensor.detach().cpu().contiguous() for name, tensor in simulator.field.state_dict().items()}
     save_file(weights, str(path / MODEL_FILE), metadata={"format": "pt"})
     save_file({"states": torch.as_tensor(np.asarray(reset_states, dtype=np.float64))}, str(path / RESET_STATES_FILE))

@@ -68,11 +68,12 @@ def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.density.fit import DensityFitConfig, fit_density
     from neural_sim.pipeline.card import model_card
     from neural_sim.pipeline.collect import recollect_training_data
+    from neural_sim.robots import data_source
 
     _set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
     config = read_config(folder)
-    dataset = recollect_training_data(config.training, progress=True)
+    dataset = recollect_training_data(config.training, data_source(config.robot, folder), progress=True)
     fit_config = DensityFitConfig(kind=args.kind, iterations=args.iterations, seed=args.seed)
     density = fit_density(dataset, config.simulator, fit_config, command=_command_line(argv), progress=True)
     config = save_density(folder, density)

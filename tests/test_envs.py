@@ -19,8 +19,11 @@ EXPECTED_IDS = {
     "NeuralSim/Acrobot-v0", "NeuralSim/acrobot-swingup-v0", "NeuralSim/acrobot-swingup_sparse-v0",
     "NeuralSim/Pendulum-v0", "NeuralSim/pendulum-swingup-v0",
     "NeuralSim/Cheetah-v0", "NeuralSim/cheetah-run-v0",
+    "NeuralSim/Cartpole-v0", "NeuralSim/cartpole-balance-v0", "NeuralSim/cartpole-balance_sparse-v0",
+    "NeuralSim/cartpole-swingup-v0", "NeuralSim/cartpole-swingup_sparse-v0",
+    "NeuralSim/InvertedPendulum-v5",
 }
-# NeuralSim id -> the shimmy id it mirrors.
+# NeuralSim id -> the shimmy or Gymnasium id it mirrors.
 MIRRORS = {
     "NeuralSim/Acrobot-v0": "dm_control/acrobot-swingup-v0",
     "NeuralSim/acrobot-swingup-v0": "dm_control/acrobot-swingup-v0",
@@ -29,7 +32,15 @@ MIRRORS = {
     "NeuralSim/pendulum-swingup-v0": "dm_control/pendulum-swingup-v0",
     "NeuralSim/Cheetah-v0": "dm_control/cheetah-run-v0",
     "NeuralSim/cheetah-run-v0": "dm_control/cheetah-run-v0",
+    "NeuralSim/Cartpole-v0": "dm_control/cartpole-swingup-v0",
+    "NeuralSim/cartpole-balance-v0": "dm_control/cartpole-balance-v0",
+    "NeuralSim/cartpole-balance_sparse-v0": "dm_control/cartpole-balance_sparse-v0",
+    "NeuralSim/cartpole-swingup-v0": "dm_control/cartpole-swingup-v0",
+    "NeuralSim/cartpole-swingup_sparse-v0": "dm_control/cartpole-swingup_sparse-v0",
+    "NeuralSim/InvertedPendulum-v5": "InvertedPendulum-v5",
 }
+DM_CONTROL_MIRRORS = sorted({m for m in MIRRORS.values() if m.startswith("dm_control/")})
+GYMNASIUM_MIRRORS = sorted({m for m in MIRRORS.values() if not m.startswith("dm_control/")})
 
 
 def test_import_registers_every_expected_id() -> None:
@@ -65,7 +76,7 @@ def test_spaces_are_identical_to_shimmy(env_id: str) -> None:
 ORACLE_TOLERANCE = {"cheetah": 1e-9}
 
 
-@pytest.mark.parametrize("env_id", sorted(set(MIRRORS.values())))
+@pytest.mark.parametrize("env_id", DM_CONTROL_MIRRORS)
 def test_physics_backend_equals_shimmy(env_id: str) -> None:
     domain, task = env_id.split("/")[1].rsplit("-", 1)[0].split("-")
     tolerance = ORACLE_TOLERANCE.get(domain, 0.0)
@@ -86,6 +97,29 @@ def test_physics_backend_equals_shimmy(env_id: str) -> None:
         for key in o1:
             np.testing.assert_allclose(o2[key], o1[key], rtol=0, atol=tolerance)
         assert abs(r2 - r1) <= tolerance and term2 == term1
+
+
+@pytest.mark.parametrize("env_id", GYMNASIUM_MIRRORS)
+def test_physics_backend_equals_the_real_gymnasium_env(env_id: str) -> None:
+    real = gym.make(env_id)
+    oracle = NeuralSimEnv(checkpoint=env_id, backend="physics")
+    obs_real, _ = real.reset(seed=7)
+    data = real.unwrapped.data
+    obs_oracle, _ = oracle.reset(options={"state": np.concatenate([data.qpos, data.qvel])})
+    np.testing.assert_array_equal(obs_oracle, obs_real)
+    rng = np.random.default_rng(0)
+    steps = 0
+    for _ in range(200):
+        action = rng.uniform(real.action_space.low, real.action_space.high).astype(np.float32)
+        o1, r1, term1, _, info1 = real.step(action)
+        o2, r2, term2, _, info2 = oracle.step(action)
+        np.testing.assert_array_equal(o2, o1)
+        assert (r2, term2) == (r1, term1)
+        assert {k: info2[k] for k in info1} == info1  # the real env's own step info, passed through
+        steps += 1
+        if term1:
+            break
+    assert steps > 1
 
 
 def test_neural_step_reports_the_task_values_of_the_predicted_state() -> None:

@@ -2,7 +2,8 @@
 
 - dm_control robots: ``NeuralSim/Acrobot-v0`` (the default task) plus one id per stock
   task mirroring shimmy's ``dm_control/<domain>-<task>-v0``: ``NeuralSim/acrobot-swingup-v0``;
-- Gymnasium MuJoCo robots mirror Gymnasium's id: ``NeuralSim/HalfCheetah-v5``.
+- Gymnasium MuJoCo robots mirror Gymnasium's id: ``NeuralSim/HalfCheetah-v5``;
+- MJCF robots have the short id only (``NeuralSim/Arm-v0``); their tasks come at ``make``.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ def task_id(robot: RobotInfo, task: str) -> str:
 
 def env_entries(robot: RobotInfo) -> list[tuple[str, str]]:
     """``(env id, task)`` for every id of a robot: the short one first."""
-    if robot.source == "gymnasium":
+    if robot.source in ("gymnasium", "mjcf"):
         return [(short_id(robot), robot.default_task)]
     return [(short_id(robot), robot.default_task)] + [(task_id(robot, task), task) for task in robot.tasks]
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from dm_control.suite import base
 from gymnasium import spaces
 
 from neural_sim.checkpoints import (
@@ -33,7 +34,7 @@ class EnvParts:
 
     folder: Path
     config: CheckpointConfig
-    task: str
+    task: str  # the task's name (a user task's class name)
     simulator: Simulator
     bridge: TaskBridge
     reset_states: np.ndarray
@@ -43,7 +44,7 @@ class EnvParts:
 
 def load_env_parts(
     checkpoint: str | os.PathLike[str],
-    task: str | None,
+    task: str | base.Task | None,
     reset_states: np.ndarray | None,
     integrator: str | None,
     density_penalty: float,
@@ -56,15 +57,18 @@ def load_env_parts(
     config = read_config(folder)
     robot = config.robot
     task = task or robot.default_task
-    if task not in robot.tasks:
-        raise UnknownNameError(f"unknown task {task!r} for robot {robot.name!r}; known: {list(robot.tasks)}")
+    if isinstance(task, str) and task not in robot.tasks:
+        raise UnknownNameError(
+            f"unknown task {task!r} for robot {robot.name!r}; known: {list(robot.tasks)}, or (dm_control and MJCF "
+            "robots) a dm_control.suite.base.Task instance"
+        )
     simulator = load_simulator(folder, config, device)
     if integrator is not None:
         simulator = simulator.with_integrator(
             dataclasses.replace(config.simulator.integrator, method=integrator)  # type: ignore[arg-type]
         )
     layout = config.simulator.layout
-    bridge = make_task_bridge(robot, task, env_kwargs=env_kwargs)
+    bridge = make_task_bridge(robot, task, env_kwargs=env_kwargs, folder=folder)
     _check_bridge_matches(folder, config, bridge)
     if reset_states is None:
         buffer = load_reset_states(folder, layout.state_size)
@@ -75,7 +79,7 @@ def load_env_parts(
     if not np.isfinite(density_penalty) or density_penalty < 0:
         raise InputError(f"density_penalty must be a finite weight >= 0 (0 = off), got {density_penalty}")
     density = load_density(folder, config).to(simulator.device) if density_penalty > 0 else None
-    return EnvParts(folder, config, task, simulator, bridge, buffer, density, float(density_penalty))
+    return EnvParts(folder, config, bridge.task_name, simulator, bridge, buffer, density, float(density_penalty))
 
 
 def check_states(states: np.ndarray, name: str, layout: StateLayout, batched: bool) -> np.ndarray:

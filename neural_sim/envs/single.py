@@ -8,6 +8,7 @@ from typing import Any, ClassVar, Literal
 import gymnasium as gym
 import numpy as np
 import torch
+from dm_control.suite import base
 
 from neural_sim.envs.parts import check_actions, check_states, load_env_parts
 from neural_sim.errors import DivergenceError, InputError, UnknownNameError
@@ -45,7 +46,9 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     ## Arguments
     :param checkpoint: shipped robot name (``"acrobot"``), checkpoint folder, or Hugging
         Face Hub repo id (``"org/name"``, downloaded on first use, then loaded offline).
-    :param task: stock task (default: the checkpoint's default task).
+    :param task: stock task name (default: the checkpoint's default task), or your own
+        ``dm_control.suite.base.Task`` instance for dm_control and MJCF robots: its
+        ``get_observation``/``get_reward``/``get_termination`` read the predicted physics.
     :param backend: ``"neural"`` (the learned model) or ``"physics"`` (real MuJoCo
         stepping behind the same class: the oracle that proves the bridge).
     :param reset_states: ``[N, nq + nv]`` real states to start episodes from, replacing
@@ -73,7 +76,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     def __init__(
         self,
         checkpoint: str | os.PathLike[str] = "acrobot",
-        task: str | None = None,
+        task: str | base.Task | None = None,
         backend: Backend = "neural",
         reset_states: np.ndarray | None = None,
         integrator: str | None = None,

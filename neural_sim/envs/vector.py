@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 import gymnasium as gym
 import numpy as np
 import torch
+from dm_control.suite import base
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
@@ -44,7 +45,7 @@ class NeuralSimVectorEnv(VectorEnv):
         self,
         num_envs: int,
         checkpoint: str | os.PathLike[str] = "acrobot",
-        task: str | None = None,
+        task: str | base.Task | None = None,
         max_episode_steps: int | None = None,
         reset_states: np.ndarray | None = None,
         integrator: str | None = None,

@@ -17,6 +17,7 @@ from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.card import model_card
 from neural_sim.pipeline.collect import collect
 from neural_sim.pipeline.evaluate import hold_last_state, rollout_errors, sample_windows
+from neural_sim.robots import data_source
 
 DEFAULT_HORIZONS = (3, 16, 100)
 
@@ -60,7 +61,7 @@ def benchmark(
             f"test seed {seed} is the seed of this checkpoint's training data; pick another (e.g. --seed {seed + 1})"
         )
     simulator = load_simulator(folder, config)
-    data = collect(config.robot.name, sequences, 1000, seed, command=command, progress=progress)
+    data = collect(data_source(config.robot, folder), sequences, 1000, seed, command=command, progress=progress)
     results: dict[str, Any] = {}
     for h in horizons:
         windows = sample_windows(data, h, windows_per_sequence, seed=seed)

@@ -145,14 +145,16 @@ def collect(
     return Dataset(states, actions, info)
 
 
-def recollect_training_data(training: dict[str, Any], progress: bool = False) -> Dataset:
+def recollect_training_data(training: dict[str, Any], robot: str | None = None, progress: bool = False) -> Dataset:
     """Collect a checkpoint's training data again from the command and seed in its record.
 
     :param training: the ``training`` section of a checkpoint's config.
+    :param robot: where the robot is now (default: as recorded; an MJCF robot's XML moves
+        with its checkpoint, see :func:`neural_sim.robots.data_source`).
     :raises NeuralSimError: the record names no data.
     """
     data = training.get("data")
     if not data:
         raise NeuralSimError("the checkpoint records no training data to regenerate")
-    return collect(data["robot"], data["sequences"], data["steps"], data["seed"], data["task"],
+    return collect(robot or data["robot"], data["sequences"], data["steps"], data["seed"], data["task"],
                    command=data.get("command", ""), progress=progress)

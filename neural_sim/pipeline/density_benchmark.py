@@ -30,7 +30,7 @@ from neural_sim.checkpoints import CheckpointConfig, load_density, load_simulato
 from neural_sim.errors import NeuralSimError
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.collect import collect
-from neural_sim.robots import make_task_bridge
+from neural_sim.robots import data_source, make_task_bridge
 
 
 def auroc(in_distribution: np.ndarray, out_of_distribution: np.ndarray) -> float:
@@ -72,18 +72,20 @@ Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # states, actions, real next s
 LogDensityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def evaluation_sets(config: CheckpointConfig, sequences: int, seed: int, rows: int) -> dict[str, Rows]:
+def evaluation_sets(
+    config: CheckpointConfig, folder: Path, sequences: int, seed: int, rows: int
+) -> dict[str, Rows]:
     """The in-distribution, perturbed and controller sets, ``rows`` rows each."""
     if config.training.get("data", {}).get("seed") == seed:
         raise NeuralSimError(f"seed {seed} is the seed of this checkpoint's training data; pick another")
     rng = np.random.default_rng(seed)
-    data = collect(config.robot.name, sequences, 1000, seed)
+    data = collect(data_source(config.robot, folder), sequences, 1000, seed)
     size, nq = data.states.shape[-1], config.simulator.layout.nq
     seq, step = rng.integers(len(data.states), size=rows), rng.integers(100, 1000, size=rows)
     sets: dict[str, Rows] = {
         "in_distribution": (data.states[seq, step], data.actions[seq, step], data.states[seq, step + 1])
     }
-    bridge = make_task_bridge(config.robot, config.robot.default_task, seed=seed)
+    bridge = make_task_bridge(config.robot, config.robot.default_task, seed=seed, folder=folder)
     top_speed = np.abs(data.states[..., nq:]).reshape(-1, size - nq).max(0)
     perturbed = sets["in_distribution"][0].copy()
     outward = np.where(perturbed[:, nq:] < 0, -1.0, 1.0)
@@ -135,7 +137,7 @@ def benchmark_density(
     """
     config = read_config(folder)
     density, simulator = load_density(folder, config), load_simulator(folder, config)
-    figures = density_figures(density.log_density, simulator, evaluation_sets(config, sequences, seed, rows))
+    figures = density_figures(density.log_density, simulator, evaluation_sets(config, folder, sequences, seed, rows))
     return {
         "flow": density.config.kind,
         **figures,

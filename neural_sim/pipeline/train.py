@@ -219,6 +219,7 @@ def train(
                     simulator,
                     reset_states,
                     "Training in progress.\n",
+                    spec.files,
                 )
             (bar.write if bar is not None else log)(
                 f"iteration {iteration}: loss {running:.4g}, validation H={horizon} MSE {mse:.4g}"
@@ -240,7 +241,7 @@ def train(
             "complete": True,
         }
     )
-    save_checkpoint(output, final, simulator, reset_states, model_card(final))
+    save_checkpoint(output, final, simulator, reset_states, model_card(final), spec.files)
     log(f"wrote {output} (best iteration {best_iteration}, trusted horizon {horizon_steps} steps)")
     return output
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -16,8 +17,10 @@ class RobotInfo:
     """Which robot and tasks a checkpoint models (its ``config.json`` ``robot`` section).
 
     :param name: neural-sim's robot name (``"acrobot"``).
-    :param source: where robot and tasks come from (``"dm_control"``).
-    :param domain: the source's name for the robot (dm_control domain).
+    :param source: where robot and tasks come from (``"dm_control"``, ``"gymnasium"``,
+        ``"mjcf"``).
+    :param domain: the source's name for the robot (dm_control domain, Gymnasium env id,
+        or the MJCF file's name inside the checkpoint folder).
     :param tasks: every stock task of the robot.
     :param default_task: the task behind the short env id (``NeuralSim/Acrobot-v0``).
     :param episode_steps: control steps in a stock episode.
@@ -33,10 +36,14 @@ class RobotInfo:
 
 @dataclass(frozen=True)
 class RobotSpec:
-    """A robot as its stock simulator defines it: identity plus state layout."""
+    """A robot as its stock simulator defines it: identity plus state layout.
+
+    :param files: files a checkpoint of the robot must carry (an MJCF robot's XML).
+    """
 
     info: RobotInfo
     layout: StateLayout
+    files: tuple[Path, ...] = ()
 
 
 class TaskBridge(Protocol):
@@ -50,6 +57,7 @@ class TaskBridge(Protocol):
 
     observation_space: spaces.Space[Any]
     action_space: spaces.Box
+    task_name: str
     nq: int
     nv: int
     dt: float

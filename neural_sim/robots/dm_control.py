@@ -6,11 +6,13 @@ from collections import OrderedDict
 from typing import Any
 
 import numpy as np
-from dm_control import suite
+from dm_control import mujoco, suite
+from dm_control.rl import control
+from dm_control.suite import base
 from gymnasium import spaces
 from shimmy.utils.dm_env import dm_spec2gym_space
 
-from neural_sim.errors import UnknownNameError
+from neural_sim.errors import InputError, UnknownNameError
 from neural_sim.model.config import StateLayout
 from neural_sim.robots.base import RobotInfo, RobotSpec
 from neural_sim.robots.mujoco_model import angle_qpos, invariant_qpos, velocity_lag
@@ -34,8 +36,22 @@ def domain_tasks(domain: str) -> tuple[str, ...]:
     return tuple(suite.TASKS_BY_DOMAIN[domain])
 
 
+def same_robot_tasks(domain: str, model: Any) -> tuple[str, ...]:
+    """The domain's stock tasks that run this very robot (cartpole's ``two_poles`` and
+    ``three_poles`` load a different one)."""
+    dims = (model.nq, model.nv, model.nu)
+    tasks = []
+    for task in domain_tasks(domain):
+        env = suite.load(domain, task)
+        if (env.physics.model.nq, env.physics.model.nv, env.physics.model.nu) == dims:
+            tasks.append(task)
+        env.close()
+    return tuple(tasks)
+
+
 class DmControlTask:
-    """One stock dm_control task bound to its own ``Physics``.
+    """One dm_control task bound to its own ``Physics``: a stock suite task, or (through
+    :meth:`custom`) any ``dm_control.suite.base.Task`` on any physics.
 
     :param domain: dm_control domain (``"acrobot"``).
     :param task: stock task of that domain (``"swingup"``).
@@ -46,9 +62,31 @@ class DmControlTask:
         tasks = domain_tasks(domain)
         if task not in tasks:
             raise UnknownNameError(f"unknown task {task!r} of dm_control domain {domain!r}; known: {list(tasks)}")
-        self.domain, self.task_name = domain, task
         # No time limit: episode length is the environment's business, not the bridge's.
-        self._env = suite.load(domain, task, task_kwargs={"random": seed, "time_limit": float("inf")})
+        self._bind(suite.load(domain, task, task_kwargs={"random": seed, "time_limit": float("inf")}), domain, task)
+
+    @classmethod
+    def custom(cls, physics: mujoco.Physics, task: base.Task, domain: str, seed: int | None = None) -> DmControlTask:
+        """A user's task (observation, reward, termination as functions of ``physics``).
+
+        :param physics: the robot's physics (a stock domain's, or one built from MJCF).
+        :param task: a ``dm_control.suite.base.Task`` (dm_control's own task interface).
+        :param domain: the robot's name, for messages.
+        :param seed: reseeds the task's randomness when given.
+        """
+        if not isinstance(task, base.Task):
+            raise InputError(
+                f"task must be a stock task name or a dm_control.suite.base.Task instance, got {type(task).__name__}"
+            )
+        bridge = cls.__new__(cls)
+        bridge._bind(control.Environment(physics, task, time_limit=float("inf")), domain, type(task).__name__)
+        if seed is not None:
+            bridge.seed(seed)
+        return bridge
+
+    def _bind(self, env: control.Environment, domain: str, task_name: str) -> None:
+        self.domain, self.task_name = domain, task_name
+        self._env = env
         self.physics = self._env.physics
         self.task = self._env.task
         self.dt = float(self._env.control_timestep())
@@ -150,7 +188,7 @@ class DmControlTask:
             name=name,
             source="dm_control",
             domain=self.domain,
-            tasks=domain_tasks(self.domain),
+            tasks=same_robot_tasks(self.domain, self.physics.model),
             default_task=default_task,
             episode_steps=episode_steps,
         )

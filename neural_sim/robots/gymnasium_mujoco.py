@@ -56,7 +56,7 @@ class GymnasiumMujocoTask:
             raise InputError(f"invalid keyword arguments for {env_id}: {error}") from error
         env = wrapped.unwrapped
         assert isinstance(env, MujocoEnv)
-        self.env_id = env_id
+        self.env_id = self.domain = self.task_name = env_id
         self._wrapped, self._env = wrapped, env
         self.model, self.data = env.model, env.data
         self.nq, self.nv = int(self.model.nq), int(self.model.nv)
