@@ -14,19 +14,24 @@ import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from huggingface_hub import HfApi, constants, get_cached_repo_tree, scan_cache_dir, snapshot_download
-from huggingface_hub.errors import (
-    CachedRepoTreeNotFoundError,
-    CacheNotFound,
-    HFValidationError,
-    IncompleteSnapshotError,
-    LocalEntryNotFoundError,
-    RepositoryNotFoundError,
-    RevisionNotFoundError,
-)
+from huggingface_hub import HfApi, constants, scan_cache_dir, snapshot_download
+from huggingface_hub import errors as hub_errors
+from huggingface_hub.errors import CacheNotFound, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 
 from neural_sim.checkpoints import CARD_FILE, CONFIG_FILE, CheckpointConfig, read_config
 from neural_sim.errors import CheckpointError, UnknownNameError
+
+# huggingface_hub 2.x caches each commit's full file listing and reports partial snapshots;
+# older releases (still pinned by some libraries) do neither, and the folder scan suffices.
+try:
+    from huggingface_hub import get_cached_repo_tree
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    get_cached_repo_tree = None
+_NOT_CACHED = tuple(
+    getattr(hub_errors, name)
+    for name in ("LocalEntryNotFoundError", "IncompleteSnapshotError")
+    if hasattr(hub_errors, name)
+)
 
 #: ``owner/name`` as the Hub spells repo ids.
 _REPO_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -79,7 +84,7 @@ def download(
                 library_name="neural-sim",
             )
         )
-    except (LocalEntryNotFoundError, IncompleteSnapshotError) as error:
+    except _NOT_CACHED as error:
         raise CheckpointError(
             f"checkpoint {where} is not (completely) in the local Hugging Face cache and downloading is off "
             f"(HF_HUB_OFFLINE=1, local_files_only, or no network): run `neural-sim download {repo_id}` "
@@ -194,7 +199,9 @@ def _repo_files(
 ) -> list[str]:
     # The cached tree listing names every file of the commit, downloaded or not; without it
     # (a cache filled by other means) the snapshot folder is what there is.
-    try:
-        return [f.path for f in get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)]
-    except (CachedRepoTreeNotFoundError, OSError, ValueError):
-        return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    if get_cached_repo_tree is not None:
+        try:
+            return [f.path for f in get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)]
+        except (hub_errors.CachedRepoTreeNotFoundError, OSError, ValueError):
+            pass
+    return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
