@@ -36,31 +36,51 @@ def _cmd_collect(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 
 def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.model.config import IntegratorConfig, ModelConfig
+    import dataclasses
+
     from neural_sim.pipeline.collect import Dataset, collect
-    from neural_sim.pipeline.train import TrainConfig, train
+    from neural_sim.pipeline.recipes import DataRecipe, Recipe, load_recipe, with_overrides
+    from neural_sim.pipeline.train import train
     from neural_sim.robots import robot_spec
 
     _set_threads(args.threads)
+    if args.recipe is not None:
+        recipe = load_recipe(args.recipe)
+        if args.robot is not None and args.robot != recipe.robot:
+            raise NeuralSimError(f"recipe {args.recipe!r} is for robot {recipe.robot!r}, not {args.robot!r}")
+    elif args.robot is None:
+        raise NeuralSimError("name the robot to train (e.g. `neural-sim train acrobot --out ...`) or give --recipe")
+    else:
+        recipe = Recipe(robot=args.robot)
+    data = recipe.data
+    data = DataRecipe(
+        sequences=data.sequences if args.sequences is None else args.sequences,
+        steps=data.steps if args.steps is None else args.steps,
+        seed=data.seed if args.data_seed is None else args.data_seed,
+    )
+    model = recipe.model if args.architecture is None else dataclasses.replace(
+        recipe.model, architecture=args.architecture)
+    integrator = recipe.integrator
+    if args.integrator is not None:
+        integrator = dataclasses.replace(integrator, method=args.integrator)
+    if args.substeps is not None:
+        integrator = dataclasses.replace(integrator, substeps=args.substeps)
+    recipe = with_overrides(
+        dataclasses.replace(recipe, data=data, model=model, integrator=integrator),
+        iterations=args.iterations, stages=args.stages, batch_size=args.batch_size, learning_rate=args.lr,
+        seed=args.seed, eval_every=args.eval_every,
+    )
     if args.data:
         dataset = Dataset.load(args.data)
-        if dataset.info.robot != args.robot:
-            raise NeuralSimError(f"{args.data} holds data of robot {dataset.info.robot!r}, not {args.robot!r}")
+        if dataset.info.robot != recipe.robot:
+            raise NeuralSimError(f"{args.data} holds data of robot {dataset.info.robot!r}, not {recipe.robot!r}")
     else:
-        collect_argv = ["collect", args.robot, "--sequences", str(args.sequences), "--steps", str(args.steps),
-                        "--seed", str(args.data_seed)]
-        dataset = collect(args.robot, args.sequences, args.steps, args.data_seed,
+        collect_argv = ["collect", recipe.robot, "--sequences", str(data.sequences), "--steps", str(data.steps),
+                        "--seed", str(data.seed)]
+        dataset = collect(recipe.robot, data.sequences, data.steps, data.seed,
                           command=_command_line(collect_argv), progress=True)
-    model = ModelConfig(architecture=args.architecture)
-    integrator = IntegratorConfig(method=args.integrator, substeps=args.substeps)
-    config = TrainConfig(
-        iterations=args.iterations,
-        batch_size=args.batch_size,
-        learning_rate=args.lr,
-        seed=args.seed,
-        eval_every=args.eval_every,
-    )
-    train(dataset, robot_spec(args.robot), args.out, model, integrator, config, command=_command_line(argv))
+    train(dataset, robot_spec(recipe.robot), args.out, recipe.model, recipe.integrator, recipe.train,
+          command=_command_line(argv), resume=args.resume)
 
 
 def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -196,22 +216,37 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.checkpoints import resolve_checkpoint
-    from neural_sim.pipeline.benchmark import benchmark, write_benchmark
+    from neural_sim.pipeline.benchmark import PLOT_FILE, benchmark, plot_benchmark, write_benchmark
 
     _set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
     results = benchmark(
-        folder, args.sequences, args.seed, tuple(args.horizons), args.windows, _command_line(argv), progress=True
+        folder, args.sequences, args.seed, tuple(args.horizons), args.windows, _command_line(argv), progress=True,
+        ablation=args.ablation, lyapunov=not args.no_lyapunov,
     )
-    print(f"{'H':>5} {'model MSE':>12} {'hold-last-state MSE':>20}")
+    ablation = results.get("ablation")
+    columns = ["model MSE", "hold-last-state"] + ([f"ablation ({ablation['architecture']})"] if ablation else [])
+    print(f"{'H':>5} " + " ".join(f"{c:>20}" for c in columns))
     for h, row in results["horizons"].items():
-        print(f"{h:>5} {row['mse']:>12.4g} {row['hold_last_state_mse']:>20.4g}")
-    print(f"model cost: {results['ms_per_step_batch1']:.3f} ms per step at batch 1")
+        values = [row["mse"], row["hold_last_state_mse"]] + ([row["ablation_mse"]] if ablation else [])
+        print(f"{h:>5} " + " ".join(f"{v:>20.4g}" for v in values))
+    if ablation:
+        print(f"ablation: {ablation['command']} ({ablation['wall_time_s']} s)")
+    else:
+        print("ablation: none (the checkpoint has no ablation/ folder; --ablation names one)")
+    if "lyapunov" in results:
+        lyapunov = results["lyapunov"]
+        print(f"largest Lyapunov exponent: model {lyapunov['model']:.4f}, MuJoCo {lyapunov['mujoco']:.4f} (1/s)")
+    print(f"model cost: {results['ms_per_step_batch1']:.3f} ms per step at batch 1 (torchdiffeq), "
+          f"{results['fast_ms_per_step_batch1']:.3f} ms (traced, as environments step)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
+    if args.plot:
+        plot_benchmark(results, args.plot, title=f"neural-sim benchmark {args.checkpoint}")
+        print(f"wrote {args.plot}")
     if args.write:
         write_benchmark(folder, results)
-        print(f"wrote the figures into {folder}/config.json and its model card")
+        print(f"wrote the figures into {folder}/config.json, {PLOT_FILE} and its model card")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -228,21 +263,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     p.set_defaults(func=_cmd_collect)
 
-    p = sub.add_parser("train", help="train a simulator and write a checkpoint folder")
-    p.add_argument("robot", help="dm_control robot (acrobot, cheetah, ...) or Gymnasium MuJoCo id (HalfCheetah-v5)")
+    p = sub.add_parser("train", help="train a simulator and write a checkpoint folder",
+                       description="Train a simulator. Settings come from --recipe (the shipped per-robot "
+                       "recipes are in neural_sim/recipes/) and the options below, which override it; "
+                       "without a recipe, the defaults shown apply.")
+    p.add_argument("robot", nargs="?", default=None,
+                   help="dm_control robot (acrobot, cheetah, ...), Gymnasium MuJoCo id (HalfCheetah-v5) or MJCF "
+                   "file (optional with --recipe)")
+    p.add_argument("--recipe", default=None, help="shipped recipe name (e.g. hopper) or recipe JSON file")
     p.add_argument("--out", type=Path, required=True, help="checkpoint folder to write")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
     p.add_argument("--data", type=Path, default=None, help="data set from `neural-sim collect` (default: collect now)")
-    p.add_argument("--sequences", type=int, default=500, help="sequences to collect when --data is not given")
-    p.add_argument("--steps", type=int, default=1000, help="steps per collected sequence")
-    p.add_argument("--data-seed", type=int, default=0, help="seed of the collected data")
-    p.add_argument("--architecture", choices=["mosim", "residual"], default="mosim")
-    p.add_argument("--integrator", choices=["rk4", "dopri5"], default="rk4")
-    p.add_argument("--substeps", type=int, default=1, help="rk4 substeps per control step")
-    p.add_argument("--iterations", type=int, default=20_000)
-    p.add_argument("--batch-size", type=int, default=512)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--seed", type=int, default=0, help="training seed")
-    p.add_argument("--eval-every", type=int, default=1000)
+    p.add_argument("--sequences", type=int, default=None, help="sequences to collect without --data (default 500)")
+    p.add_argument("--steps", type=int, default=None, help="steps per collected sequence (default 1000)")
+    p.add_argument("--data-seed", type=int, default=None, help="seed of the collected data (default 0)")
+    p.add_argument("--architecture", choices=["mosim", "residual"], default=None, help="default mosim")
+    p.add_argument("--integrator", choices=["rk4", "dopri5"], default=None, help="default rk4")
+    p.add_argument("--substeps", type=int, default=None, help="rk4 substeps per control step (default 1)")
+    p.add_argument("--iterations", type=int, default=None, help="end-to-end iterations (default 20000)")
+    p.add_argument("--stages", type=int, nargs="+", default=None,
+                   help="multi-stage training: iterations of the predictor, then of each corrector")
+    p.add_argument("--batch-size", type=int, default=None, help="default 512")
+    p.add_argument("--lr", type=float, default=None, help="Adam's initial learning rate (default 1e-3)")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    p.add_argument("--eval-every", type=int, default=None, help="iterations between validations (default 1000)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_train)
 
@@ -253,8 +297,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--horizons", type=int, nargs="+", default=[3, 16, 100])
     p.add_argument("--windows", type=int, default=50, help="windows per sequence (default 50)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--ablation", type=Path, default=None,
+                   help="checkpoint of the other architecture to compare (default: the checkpoint's ablation/)")
+    p.add_argument("--no-lyapunov", action="store_true", help="skip the Lyapunov exponent check")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
-    p.add_argument("--write", action="store_true", help="store the figures in the checkpoint and its card")
+    p.add_argument("--plot", type=Path, default=None, help="also write the error plot to this PNG file")
+    p.add_argument("--write", action="store_true",
+                   help="store the figures in the checkpoint, its card and benchmark.png")
     p.set_defaults(func=_cmd_benchmark)
 
     p = sub.add_parser("fit-density", help="fit and calibrate the density model of a checkpoint")

@@ -123,6 +123,10 @@ class MoSimField(VectorField):
         self.correctors = nn.ModuleList(
             ResNet(pos + vel + nu, nv, size, config.activation, _SMALL_OUTPUT_GAIN) for size in config.correctors
         )
+        #: Correctors evaluated by :meth:`network_outputs` (the first ``active_correctors``).
+        #: Multi-stage training lowers it while later correctors output exactly zero, so
+        #: their cost is skipped; everything else leaves it at ``len(correctors)``.
+        self.active_correctors = len(self.correctors)
         rows, cols = torch.tril_indices(nv, nv)
         self.register_buffer("is_diagonal", rows == cols, persistent=False)
         # Places the nv(nv+1)/2 entries into a flattened nv x nv matrix by one matmul: no
@@ -165,8 +169,16 @@ class MoSimField(VectorField):
         return (
             self.position_encoder(qf),
             self.state_encoder(torch.cat([qf, vf], dim=-1)),
-            [corrector(state_and_action) for corrector in self.correctors],
+            [corrector(state_and_action) for corrector in self.correctors[: self.active_correctors]],
         )
+
+    def predictor_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the rigid-body-shaped predictor: L(q), B(q, v) and A(u)."""
+        return [
+            *self.position_encoder.parameters(),
+            *self.state_encoder.parameters(),
+            *self.action_encoder.parameters(),
+        ]
 
     def combine(self, raw_factor: torch.Tensor, force: torch.Tensor, corrections: list[torch.Tensor]) -> torch.Tensor:
         """``D^1/2 L L^T D^1/2 force + D sum(corrections)`` from the networks' outputs."""

@@ -77,25 +77,7 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "",
     ]
     if config.benchmark.get("horizons"):
-        bench = config.benchmark
-        lines += [
-            "## Prediction accuracy",
-            "",
-            "Open-loop MSE over all steps and state dimensions, raw units, on held-out random-action "
-            "data (the MoSim paper's protocol).",
-            "",
-            "| horizon | model MSE | hold-last-state MSE |",
-            "|---|---|---|",
-        ]
-        for h, row in bench.get("horizons", {}).items():
-            lines.append(f"| {h} | {_fmt(row['mse'])} | {_fmt(row.get('hold_last_state_mse', '-'))} |")
-        lines += [
-            "",
-            f"Test data: {bench.get('test_data', {})}.",
-            "",
-            f"Measured with: `{bench.get('command', '')}`",
-            "",
-        ]
+        lines += _accuracy_section(config.benchmark)
     if config.density is not None:
         density = config.density
         fit = density.fit or {}
@@ -136,3 +118,51 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _accuracy_section(bench: dict[str, Any]) -> list[str]:
+    """Figures of ``neural-sim benchmark``: MSE per horizon next to the baselines, the
+    Lyapunov check and the cost per step."""
+    ablation = bench.get("ablation")
+    other = f" | ablation ({ablation['architecture']}) MSE" if ablation else ""
+    lines = [
+        "## Prediction accuracy",
+        "",
+        "Open-loop MSE over all steps and state dimensions, raw units, on held-out random-action "
+        "data (the MoSim paper's protocol).",
+        "",
+        f"| horizon | model MSE | hold-last-state MSE{other} |",
+        "|---|---|---|" + ("---|" if ablation else ""),
+    ]
+    for h, row in bench["horizons"].items():
+        cells = [_fmt(row["mse"]), _fmt(row.get("hold_last_state_mse", "-"))]
+        if ablation:
+            cells.append(_fmt(row.get("ablation_mse", "-")))
+        lines.append(f"| {h} | " + " | ".join(cells) + " |")
+    lines += ["", f"Test data: {bench.get('test_data', {})}.", ""]
+    if "error_vs_step" in bench:
+        lines += ["![error vs prediction step and per state dimension](benchmark.png)", ""]
+    if ablation:
+        lines += [
+            f"Ablation: the `{ablation['architecture']}` architecture trained on the same data with the same "
+            f"samples ({ablation['samples']}; {ablation['wall_time_s']} s on {ablation['hardware']}): "
+            f"`{ablation['command']}`.",
+            "",
+        ]
+    lyapunov = bench.get("lyapunov")
+    if lyapunov:
+        lines += [
+            f"Largest Lyapunov exponent: model {lyapunov['model']:.4f} 1/s, MuJoCo {lyapunov['mujoco']:.4f} 1/s "
+            f"({lyapunov['protocol']}; {lyapunov['trajectories']} trajectories).",
+            "",
+        ]
+    if "ms_per_step_batch1" in bench:
+        fast = bench.get("fast_ms_per_step_batch1")
+        lines += [
+            f"Cost per step at batch 1: {bench['ms_per_step_batch1']:.3f} ms (torchdiffeq)"
+            + (f", {fast:.3f} ms (traced, as environments step)" if fast is not None else "")
+            + f", {bench.get('torch_threads', '?')} torch thread(s).",
+            "",
+        ]
+    lines += [f"Measured with: `{bench.get('command', '')}`", ""]
+    return lines

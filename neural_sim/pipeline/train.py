@@ -3,26 +3,36 @@
 Loss: single-step prediction error, each state dimension divided by the standard
 deviation of its one-step change (so positions and velocities weigh alike). The best
 model by validation ``H``-step open-loop MSE (raw units) is kept and written as soon as
-it improves, so an interrupted run still leaves a usable checkpoint.
+it improves, so an interrupted run still leaves a usable checkpoint; the run's own state
+is saved at every validation, so ``resume`` continues it exactly.
+
+Training is end-to-end, or multi-stage as in the MoSim paper (``TrainConfig.stages``):
+the predictor alone first, then each corrector on top of the frozen earlier parts.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
+import os
 import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 
 from neural_sim.checkpoints import FORMAT_VERSION, CheckpointConfig, save_checkpoint
 from neural_sim.errors import NeuralSimError
-from neural_sim.model.config import IntegratorConfig, ModelConfig, Normalisation, SimulatorConfig
+from neural_sim.model.config import IntegratorConfig, ModelConfig, Normalisation, SimulatorConfig, to_dict
+from neural_sim.model.dynamics import MoSimField, VectorField
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.card import model_card
 from neural_sim.pipeline.collect import Dataset
@@ -41,14 +51,18 @@ _MAX_SKIPPED_IN_A_ROW = 100
 class TrainConfig:
     """Optimisation settings.
 
-    :param iterations: gradient steps.
+    :param iterations: gradient steps in all (the sum of ``stages`` when those are given).
     :param batch_size: transitions per step.
-    :param learning_rate: Adam's initial rate, decayed to zero on a cosine.
+    :param learning_rate: Adam's initial rate, decayed to zero on a cosine (in every stage).
     :param seed: seeds initialisation, the train/validation split and batch sampling.
     :param validation_fraction: share of sequences held out for model selection.
-    :param eval_every: iterations between validations.
+    :param eval_every: iterations between validations (and saves of the resumable state).
     :param eval_horizon: open-loop horizon whose validation MSE selects the best model.
     :param grad_clip: gradient-norm clip.
+    :param stages: empty: train every network together (end-to-end). Otherwise the
+        paper's multi-stage schedule for a MoSim field with ``k`` correctors, ``k + 1``
+        iteration counts: stage 0 trains the predictor (L, B, A) alone, stage ``i`` trains
+        corrector ``i`` on top of everything before it, frozen.
     """
 
     iterations: int = 20_000
@@ -59,6 +73,41 @@ class TrainConfig:
     eval_every: int = 1000
     eval_horizon: int = 16
     grad_clip: float = 10.0
+    stages: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.stages and (min(self.stages) < 1 or sum(self.stages) != self.iterations):
+            raise NeuralSimError(
+                f"stages {list(self.stages)} must be positive iteration counts summing to iterations={self.iterations}"
+            )
+
+
+@dataclass
+class _Stage:
+    """One stage of training: which parameters learn, and which correctors run."""
+
+    name: str
+    iterations: int
+    parameters: list[torch.nn.Parameter]
+    active_correctors: int | None  # None: not a MoSim field
+
+
+def _stages(field: VectorField, config: TrainConfig) -> list[_Stage]:
+    if not config.stages:
+        active = len(field.correctors) if isinstance(field, MoSimField) else None
+        return [_Stage("end-to-end", config.iterations, list(field.parameters()), active)]
+    if not isinstance(field, MoSimField):
+        raise NeuralSimError("multi-stage training needs the mosim architecture (the residual field is one network)")
+    if len(config.stages) != len(field.correctors) + 1:
+        raise NeuralSimError(
+            f"multi-stage training of a field with {len(field.correctors)} corrector(s) takes "
+            f"{len(field.correctors) + 1} stage lengths (predictor, then each corrector), got {list(config.stages)}"
+        )
+    stages = [_Stage("stage 0 (predictor)", config.stages[0], field.predictor_parameters(), 0)]
+    for i, corrector in enumerate(field.correctors):
+        stages.append(_Stage(f"stage {i + 1} (corrector {i + 1})", config.stages[i + 1],
+                             list(corrector.parameters()), i + 1))
+    return stages
 
 
 def compute_normalisation(dataset: Dataset, spec: RobotSpec) -> Normalisation:
@@ -91,19 +140,28 @@ def train(
     command: str = "",
     log: Callable[[str], None] = print,
     progress: bool = True,
+    resume: bool = False,
 ) -> Path:
     """Train on ``dataset`` and write the best model as a checkpoint folder at ``output``.
+
+    While training, ``output`` holds the best model so far and, at every validation, the
+    resumable state of the run (``training_state.*``, removed when training ends); each
+    validation line also goes to ``output/training.log``.
 
     :param dataset: real sequences (:func:`~neural_sim.pipeline.collect.collect`).
     :param spec: the robot (dims must match the data).
     :param output: checkpoint folder to write (replaced as training improves).
     :param model: architecture (default: the paper's small MoSim).
     :param integrator: integrator used in training and stored as the default.
-    :param config: optimisation settings.
+    :param config: optimisation settings, including multi-stage ``stages``.
     :param command: the command line recorded as provenance.
     :param log: where progress lines go.
     :param progress: show a progress bar.
+    :param resume: continue the interrupted run whose state is in ``output`` (same data,
+        model and settings); the result equals an uninterrupted run's.
     :return: the checkpoint folder.
+    :raises NeuralSimError: data that does not fit the robot, an interrupted run in
+        ``output`` without ``resume`` (or ``resume`` without one, or with other settings).
     """
     model = model or ModelConfig()
     integrator = integrator or IntegratorConfig()
@@ -114,10 +172,17 @@ def train(
             f"data has state size {dataset.states.shape[-1]} and action size {dataset.actions.shape[-1]}, "
             f"robot {spec.info.name!r} needs {layout.state_size} and {layout.nu}"
         )
-    started = time.time()
+    output = Path(output)
+    run_settings = {
+        "data": dataclasses.asdict(dataset.info),
+        "model": to_dict(model),
+        "integrator": to_dict(integrator),
+        "train_config": dataclasses.asdict(config),
+    }
+    saved_run = _load_run_state(output, run_settings, resume)
+
     torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
-
     n_sequences = dataset.states.shape[0]
     n_val = max(1, round(n_sequences * config.validation_fraction)) if n_sequences > 1 else 0
     order = rng.permutation(n_sequences)
@@ -129,6 +194,12 @@ def train(
     sim_config = SimulatorConfig(layout, model, integrator, normalisation)
     simulator = Simulator(sim_config)
     field = simulator.field.train()
+    stages = _stages(field, config)
+    if config.stages:
+        # Every corrector starts at exactly zero: each stage begins from the model the
+        # previous one ended with, and a checkpoint written mid-stage is that model.
+        for corrector in field.correctors:
+            _zero_output_layer(corrector)
 
     # Transitions (s_t, a_t, s_t+1) as flat float32 tensors.
     size = layout.state_size
@@ -139,16 +210,14 @@ def train(
 
     horizon = min(config.eval_horizon, val_data.actions.shape[1] - 100)
     val_windows = sample_windows(val_data, horizon, 16, seed=config.seed + 1)
-
-    optimiser = torch.optim.Adam(field.parameters(), lr=config.learning_rate)
-    schedule = torch.optim.lr_scheduler.LambdaLR(
-        optimiser, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, config.iterations) / config.iterations))
-    )
-    generator = torch.Generator().manual_seed(config.seed)
-    best_mse, best_state, best_iteration = math.inf, copy.deepcopy(field.state_dict()), 0
-    history: list[dict[str, float]] = []
-    output = Path(output)
     reset_states = _reset_states(train_data, np.random.default_rng(config.seed))
+    generator = torch.Generator().manual_seed(config.seed)
+
+    progress_state = _RunProgress(best_state=copy.deepcopy(field.state_dict()))
+    if saved_run is not None:
+        progress_state = _restore_run(saved_run, field, generator)
+    elapsed_before = progress_state.wall_time_s
+    started = time.time() - elapsed_before
 
     def checkpoint_config(extra: dict[str, object]) -> CheckpointConfig:
         return CheckpointConfig(
@@ -162,88 +231,255 @@ def train(
                 "data": dataclasses.asdict(dataset.info),
                 "train_config": dataclasses.asdict(config),
                 "samples": config.batch_size * int(extra.get("iterations", 0)),  # type: ignore[call-overload]
-                "skipped_non_finite_steps": skipped,
+                "skipped_non_finite_steps": progress_state.skipped,
                 "wall_time_s": round(time.time() - started, 1),
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
                 "torch_version": torch.__version__,
+                **({"resumed_at_iterations": progress_state.resumed_at} if progress_state.resumed_at else {}),
                 **extra,
             },
         )
+
+    output.mkdir(parents=True, exist_ok=True)
+    log_file = (output / TRAINING_LOG).open("a")
+
+    def report(line: str) -> None:
+        log_file.write(line + "\n")
+        log_file.flush()
+        (bar.write if bar is not None else log)(line)
 
     bar = None
     if progress:
         from tqdm import tqdm
 
-        bar = tqdm(total=config.iterations, desc=f"train {spec.info.name}", unit="it")
-    running, skipped, in_a_row = 0.0, 0, 0
-    for iteration in range(1, config.iterations + 1):
-        batch = torch.randint(len(starts), (config.batch_size,), generator=generator)
-        predicted = simulator.predict(starts[batch], actions[batch])
-        loss = (((predicted - targets[batch]) / delta_std) ** 2).mean()
-        optimiser.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(field.parameters(), config.grad_clip)
-        # A rare batch can overflow (contact-rich robots): skip it rather than let one
-        # non-finite update poison every weight; give up if it keeps happening.
-        if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
-            skipped += 1
-            in_a_row += 1
-            if in_a_row >= _MAX_SKIPPED_IN_A_ROW:
-                raise NeuralSimError(
-                    f"training diverged: {in_a_row} non-finite steps in a row at iteration {iteration}; "
-                    f"the best model so far is in {output} (try a lower --lr)"
-                )
-            schedule.step()
-            continue
-        in_a_row = 0
-        optimiser.step()
-        schedule.step()
-        value = loss.item()
-        running = 0.98 * running + 0.02 * value if iteration > 1 else value
+        bar = tqdm(total=config.iterations, initial=progress_state.iteration, desc=f"train {spec.info.name}",
+                   unit="it")
+    iteration = 0
+    try:
+        for stage_index, stage in enumerate(stages):
+            stage_start = iteration
+            iteration += stage.iterations
+            if progress_state.iteration >= iteration:
+                continue  # finished before the run was resumed
+            _enter_stage(field, stage)
+            optimiser = torch.optim.Adam(stage.parameters, lr=config.learning_rate)
+            if progress_state.optimiser is not None:
+                if progress_state.iteration > stage_start:
+                    optimiser.load_state_dict(progress_state.optimiser)
+                else:  # resumed at a stage boundary: the saved optimiser was the last stage's
+                    field.load_state_dict(progress_state.best_state)
+                progress_state.optimiser = None
+            if progress_state.iteration == stage_start:
+                report(f"{stage.name}: {stage.iterations} iterations, "
+                       f"{sum(p.numel() for p in stage.parameters)} parameters learning")
+            for step in range(progress_state.iteration + 1, iteration + 1):
+                progress_state.iteration = step
+                within = step - stage_start - 1
+                for group in optimiser.param_groups:
+                    group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * within / stage.iterations))
+                batch = torch.randint(len(starts), (config.batch_size,), generator=generator)
+                predicted = simulator.predict(starts[batch], actions[batch])
+                loss = (((predicted - targets[batch]) / delta_std) ** 2).mean()
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                grad_norm = torch.nn.utils.clip_grad_norm_(stage.parameters, config.grad_clip)
+                # A rare batch can overflow (contact-rich robots): skip it rather than let one
+                # non-finite update poison every weight; give up if it keeps happening.
+                if not (torch.isfinite(loss) and torch.isfinite(grad_norm)):
+                    progress_state.skipped += 1
+                    progress_state.in_a_row += 1
+                    if progress_state.in_a_row >= _MAX_SKIPPED_IN_A_ROW:
+                        raise NeuralSimError(
+                            f"training diverged: {progress_state.in_a_row} non-finite steps in a row at iteration "
+                            f"{step}; the best model so far is in {output} (try a lower --lr)"
+                        )
+                else:
+                    progress_state.in_a_row = 0
+                    optimiser.step()
+                    value = loss.item()
+                    running = progress_state.running
+                    progress_state.running = 0.98 * running + 0.02 * value if running is not None else value
+                if bar is not None:
+                    bar.update()
+                    if step % 50 == 0 and progress_state.running is not None:
+                        bar.set_postfix(loss=f"{progress_state.running:.3g}", best=f"{progress_state.best_mse:.3g}")
+                if step % config.eval_every == 0 or step == iteration:
+                    field.eval()
+                    mse = float(rollout_errors(simulator.predict_rollout, val_windows).mean())
+                    field.train()
+                    progress_state.history.append(
+                        {"iteration": step, "stage": stage_index, "loss": progress_state.running or math.nan,
+                         f"val_mse_h{horizon}": mse}
+                    )
+                    improved = mse < progress_state.best_mse
+                    if improved:
+                        progress_state.best_mse, progress_state.best_iteration = mse, step
+                        progress_state.best_state = copy.deepcopy(field.state_dict())
+                        save_checkpoint(
+                            output,
+                            checkpoint_config({"iterations": step, "best_iteration": step, "complete": False}),
+                            simulator,
+                            reset_states,
+                            "Training in progress.\n",
+                            spec.files,
+                        )
+                    progress_state.wall_time_s = time.time() - started
+                    _save_run_state(output, run_settings, progress_state, field, optimiser, generator)
+                    report(
+                        f"iteration {step}: loss {progress_state.running or math.nan:.4g}, validation H={horizon} "
+                        f"MSE {mse:.4g}{' (best)' if improved else ''}, {time.time() - started:.0f}s"
+                    )
+            # The next stage starts from the best model so far.
+            field.load_state_dict(progress_state.best_state)
+    finally:
         if bar is not None:
-            bar.update()
-            if iteration % 50 == 0:
-                bar.set_postfix(loss=f"{running:.3g}", best=f"{best_mse:.3g}")
-        if iteration % config.eval_every == 0 or iteration == config.iterations:
-            field.eval()
-            mse = float(rollout_errors(simulator.predict_rollout, val_windows).mean())
-            field.train()
-            history.append({"iteration": iteration, "loss": running, f"val_mse_h{horizon}": mse})
-            improved = mse < best_mse
-            if improved:
-                best_mse, best_iteration = mse, iteration
-                best_state = copy.deepcopy(field.state_dict())
-                save_checkpoint(
-                    output,
-                    checkpoint_config({"iterations": iteration, "best_iteration": iteration, "complete": False}),
-                    simulator,
-                    reset_states,
-                    "Training in progress.\n",
-                    spec.files,
-                )
-            (bar.write if bar is not None else log)(
-                f"iteration {iteration}: loss {running:.4g}, validation H={horizon} MSE {mse:.4g}"
-                f"{' (best)' if improved else ''}, {time.time() - started:.0f}s"
-            )
-    if bar is not None:
-        bar.close()
+            bar.close()
+        log_file.close()
 
-    field.load_state_dict(best_state)
+    field.load_state_dict(progress_state.best_state)
+    if isinstance(field, MoSimField):
+        field.active_correctors = len(field.correctors)
     field.eval()
     horizon_steps = trusted_horizon(simulator.predict_rollout, val_data, spec.info.episode_steps, config.seed + 2)
     final = checkpoint_config(
         {
             "iterations": config.iterations,
-            "best_iteration": best_iteration,
-            f"validation_mse_h{horizon}": best_mse,
+            "best_iteration": progress_state.best_iteration,
+            f"validation_mse_h{horizon}": progress_state.best_mse,
             "trusted_horizon": horizon_steps,
-            "history": history,
+            "history": progress_state.history,
             "complete": True,
         }
     )
     save_checkpoint(output, final, simulator, reset_states, model_card(final), spec.files)
-    log(f"wrote {output} (best iteration {best_iteration}, trusted horizon {horizon_steps} steps)")
+    for name in RUN_STATE_FILES:
+        (output / name).unlink(missing_ok=True)
+    log(f"wrote {output} (best iteration {progress_state.best_iteration}, trusted horizon {horizon_steps} steps)")
     return output
+
+
+def _zero_output_layer(network: torch.nn.Module) -> None:
+    with torch.no_grad():
+        network.output.weight.zero_()
+        network.output.bias.zero_()
+
+
+def _enter_stage(field: VectorField, stage: _Stage) -> None:
+    """Freeze all but the stage's parameters and run only the correctors it needs."""
+    learning = {id(p) for p in stage.parameters}
+    for parameter in field.parameters():
+        parameter.requires_grad_(id(parameter) in learning)
+    if isinstance(field, MoSimField) and stage.active_correctors is not None:
+        field.active_correctors = stage.active_correctors
+
+
+@dataclass
+class _RunProgress:
+    """Everything about a run that changes as it trains (what resuming restores)."""
+
+    best_state: dict[str, torch.Tensor]
+    iteration: int = 0
+    best_mse: float = math.inf
+    best_iteration: int = 0
+    running: float | None = None
+    skipped: int = 0
+    in_a_row: int = 0
+    wall_time_s: float = 0.0
+    history: list[dict[str, float]] = dataclasses.field(default_factory=list)
+    optimiser: dict[str, Any] | None = None
+    resumed_at: int = 0
+
+
+#: The resumable state of an unfinished run, beside its best checkpoint.
+RUN_STATE_FILES = ("training_state.json", "training_state.safetensors")
+TRAINING_LOG = "training.log"
+
+
+def _save_run_state(
+    output: Path,
+    settings: dict[str, Any],
+    state: _RunProgress,
+    field: VectorField,
+    optimiser: torch.optim.Optimizer,
+    generator: torch.Generator,
+) -> None:
+    tensors = {f"field.{k}": v.detach().clone().contiguous() for k, v in field.state_dict().items()}
+    tensors |= {f"best.{k}": v.detach().clone().contiguous() for k, v in state.best_state.items()}
+    tensors["generator"] = generator.get_state()
+    optimiser_state = optimiser.state_dict()
+    for index, values in optimiser_state["state"].items():
+        for name, value in values.items():
+            tensors[f"optimiser.{index}.{name}"] = torch.as_tensor(value).clone().contiguous()
+    meta = {
+        "settings": settings,
+        "iteration": state.iteration,
+        "best_mse": state.best_mse if math.isfinite(state.best_mse) else None,
+        "best_iteration": state.best_iteration,
+        "running": state.running,
+        "skipped": state.skipped,
+        "in_a_row": state.in_a_row,
+        "wall_time_s": state.wall_time_s,
+        "history": state.history,
+        "optimiser_param_groups": optimiser_state["param_groups"],
+        "optimiser_state_keys": {str(i): sorted(v) for i, v in optimiser_state["state"].items()},
+    }
+    # Write then rename, so an interruption mid-save leaves the previous state intact.
+    save_file(tensors, str(output / (RUN_STATE_FILES[1] + ".tmp")))
+    (output / (RUN_STATE_FILES[0] + ".tmp")).write_text(json.dumps(meta, indent=1) + "\n")
+    for name in RUN_STATE_FILES:
+        os.replace(output / (name + ".tmp"), output / name)
+
+
+def _load_run_state(output: Path, settings: dict[str, Any], resume: bool) -> dict[str, Any] | None:
+    meta_path, tensor_path = (output / name for name in RUN_STATE_FILES)
+    if not meta_path.is_file():
+        if resume:
+            raise NeuralSimError(f"nothing to resume: {output} holds no interrupted run ({RUN_STATE_FILES[0]})")
+        return None
+    if not resume:
+        raise NeuralSimError(
+            f"{output} holds an interrupted training run: pass --resume to continue it, or choose another --out"
+        )
+    try:
+        meta = json.loads(meta_path.read_text())
+        tensors = load_file(str(tensor_path))
+    except (OSError, ValueError, SafetensorError) as error:
+        raise NeuralSimError(f"the run state in {output} is unreadable ({error}); start a new run elsewhere") from error
+    saved = json.loads(json.dumps(meta["settings"]))
+    if saved != json.loads(json.dumps(settings)):
+        differing = sorted(k for k in settings if saved.get(k) != json.loads(json.dumps(settings[k])))
+        raise NeuralSimError(
+            f"cannot resume the run in {output}: its {', '.join(differing)} differ from this command's; "
+            "resume with the original command and data"
+        )
+    return {"meta": meta, "tensors": tensors}
+
+
+def _restore_run(saved: dict[str, Any], field: VectorField, generator: torch.Generator) -> _RunProgress:
+    meta, tensors = saved["meta"], saved["tensors"]
+    field.load_state_dict({k[len("field."):]: v for k, v in tensors.items() if k.startswith("field.")})
+    generator.set_state(tensors["generator"])
+    optimiser_state = {
+        "state": {
+            int(i): {name: tensors[f"optimiser.{i}.{name}"] for name in names}
+            for i, names in meta["optimiser_state_keys"].items()
+        },
+        "param_groups": meta["optimiser_param_groups"],
+    }
+    best_mse = meta["best_mse"]
+    return _RunProgress(
+        best_state={k[len("best."):]: v for k, v in tensors.items() if k.startswith("best.")},
+        iteration=meta["iteration"],
+        best_mse=math.inf if best_mse is None else best_mse,
+        best_iteration=meta["best_iteration"],
+        running=meta["running"],
+        skipped=meta["skipped"],
+        in_a_row=meta["in_a_row"],
+        wall_time_s=meta["wall_time_s"],
+        history=meta["history"],
+        optimiser=optimiser_state,
+        resumed_at=meta["iteration"],
+    )
 
 
 def _reset_states(dataset: Dataset, rng: np.random.Generator) -> np.ndarray:

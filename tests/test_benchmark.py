@@ -1,0 +1,121 @@
+"""The prediction benchmark: baselines, error curves, plot, Lyapunov check."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import TINY
+
+import neural_sim
+from neural_sim.checkpoints import read_config
+from neural_sim.cli import main
+from neural_sim.errors import NeuralSimError
+from neural_sim.model import ModelConfig
+from neural_sim.pipeline.benchmark import ABLATION_DIR, PLOT_FILE, benchmark, write_benchmark
+from neural_sim.pipeline.chaos import benettin
+from neural_sim.pipeline.collect import Dataset
+from neural_sim.pipeline.train import TrainConfig, train
+from neural_sim.robots import robot_spec
+
+
+@pytest.fixture(scope="module")
+def with_ablation(tmp_path_factory: pytest.TempPathFactory, tiny_checkpoint: Path, acrobot_data: Dataset) -> Path:
+    """The tiny checkpoint plus a residual-architecture ablation trained on the same data."""
+    folder = tmp_path_factory.mktemp("bench") / "ckpt"
+    shutil.copytree(tiny_checkpoint, folder)
+    config = TrainConfig(iterations=20, batch_size=64, eval_every=10, seed=5)
+    train(acrobot_data, robot_spec("acrobot"), folder / ABLATION_DIR, ModelConfig(architecture="residual",
+          residual=TINY), config=config, command="pytest-ablation", progress=False, log=lambda _: None)
+    return folder
+
+
+def test_benchmark_compares_model_baselines_and_ablation_on_the_same_windows(with_ablation: Path) -> None:
+    results = benchmark(with_ablation, sequences=1, seed=9, horizons=(3, 16), windows_per_sequence=4,
+                        lyapunov=False)
+    assert results["ablation"]["architecture"] == "residual"
+    assert results["ablation"]["command"] == "pytest-ablation"
+    for h, row in results["horizons"].items():
+        for prefix in ("", "hold_last_state_", "ablation_"):
+            per_dim = row[f"{prefix}per_dimension"]
+            assert len(per_dim) == 4
+            # The overall MSE is the mean over dimensions of the per-dimension MSE.
+            assert row[f"{prefix}mse" if prefix else "mse"] == pytest.approx(np.mean(per_dim), rel=1e-9)
+        assert row["ablation_mse"] != row["mse"]
+    curves = results["error_vs_step"]
+    assert curves["horizon"] == 16 and len(curves["model"]) == 16 and len(curves["ablation"]) == 16
+    assert np.mean(curves["hold_last_state"]) == pytest.approx(results["horizons"]["16"]["hold_last_state_mse"])
+    assert results["state_labels"] == ["qpos[0]", "qpos[1]", "qvel[0]", "qvel[1]"]
+    assert results["fast_ms_per_step_batch1"] > 0
+
+
+def test_an_ablation_of_another_robot_is_refused(with_ablation: Path) -> None:
+    with pytest.raises(NeuralSimError, match="not of this checkpoint's robot 'acrobot'"):
+        benchmark(with_ablation, sequences=1, seed=9, horizons=(3,), windows_per_sequence=2, lyapunov=False,
+                  ablation=neural_sim.checkpoints.resolve_checkpoint("pendulum"))
+
+
+def test_write_puts_figures_plot_and_ablation_into_the_checkpoint(tmp_path: Path, with_ablation: Path) -> None:
+    folder = tmp_path / "ckpt"
+    shutil.copytree(with_ablation, folder)
+    results = benchmark(folder, sequences=1, seed=9, horizons=(3, 16), windows_per_sequence=2, lyapunov=False,
+                        command="pytest-bench")
+    write_benchmark(folder, results)
+    assert (folder / PLOT_FILE).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = (folder / "README.md").read_text()
+    assert "ablation (residual) MSE" in card and "](benchmark.png)" in card and "pytest-ablation" in card
+    assert read_config(folder).benchmark["error_vs_step"]["horizon"] == 16
+
+
+def test_benchmark_command_prints_baselines_and_writes_json_and_plot(
+    tmp_path: Path, with_ablation: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_json, out_png = tmp_path / "b.json", tmp_path / "b.png"
+    argv = ["benchmark", str(with_ablation), "--sequences", "1", "--seed", "9", "--horizons", "3", "16",
+            "--windows", "2", "--no-lyapunov", "--json", str(out_json), "--plot", str(out_png)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "ablation (residual)" in printed and "traced" in printed
+    assert json.loads(out_json.read_text())["horizons"]["16"]["windows"] == 2
+    assert out_png.stat().st_size > 1000
+
+
+def test_lyapunov_check_reports_model_and_mujoco(tiny_checkpoint: Path) -> None:
+    results = benchmark(tiny_checkpoint, sequences=2, seed=9, horizons=(3,), windows_per_sequence=2)
+    lyapunov = results["lyapunov"]
+    assert lyapunov["trajectories"] == 2 and lyapunov["steps"] == 900
+    assert np.isfinite(lyapunov["model"]) and np.isfinite(lyapunov["mujoco"])
+    assert lyapunov["model"] != lyapunov["mujoco"]  # a 20-iteration model is not MuJoCo
+
+
+def test_benettin_recovers_the_exponent_of_a_linear_map() -> None:
+    # x' = diag(e^{0.5 dt}, e^{-dt}) x: largest exponent 0.5 per second.
+    dt = 0.1
+    rates = np.exp(np.array([0.5, -1.0]) * dt)
+
+    def step(states: np.ndarray, tangents: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return states * rates, tangents * rates
+
+    starts = np.ones((3, 2))
+    assert benettin(step, starts, np.zeros((3, 400, 1)), dt) == pytest.approx(0.5, rel=1e-6)
+    with pytest.raises(ValueError, match="must exceed"):
+        benettin(step, starts, np.zeros((3, 10, 1)), dt)
+
+
+def test_model_tangents_match_autodiff(tiny_checkpoint: Path) -> None:
+    from neural_sim.pipeline.chaos import model_tangent_step
+
+    simulator = neural_sim.load(tiny_checkpoint)
+    rng = np.random.default_rng(0)
+    states, tangents = rng.normal(size=(3, 4)), rng.normal(size=(3, 4))
+    actions = rng.uniform(-1, 1, size=(3, 1))
+    _, pushed = model_tangent_step(simulator)(states, tangents, actions)
+    x = torch.as_tensor(states, dtype=torch.float64)
+    u = torch.as_tensor(actions, dtype=torch.float64)
+    simulator.field.double()
+    _, exact = torch.func.jvp(lambda s: simulator.predict(s, u), (x,), (torch.as_tensor(tangents),))
+    np.testing.assert_allclose(pushed, exact.detach().numpy(), rtol=1e-5, atol=1e-7)
