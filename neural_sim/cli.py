@@ -128,6 +128,7 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
     import neural_sim
     from neural_sim.checkpoints import read_config, resolve_checkpoint
+    from neural_sim.envs.ids import mirrored_id
     from neural_sim.pipeline.speed import bench_speed
 
     _set_threads(args.threads)
@@ -138,8 +139,7 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
             raise NeuralSimError(f"unknown env id {env_id!r}; registered: {neural_sim.ENV_IDS}")
         spec = gym.spec(env_id)
         robot = read_config(resolve_checkpoint(spec.kwargs["checkpoint"])).robot
-        mirror = (robot.domain if robot.source == "gymnasium"
-                  else f"dm_control/{robot.domain}-{spec.kwargs['task']}-v0")
+        mirror = mirrored_id(robot, spec.kwargs["task"])
         result = bench_speed(env_id, mirror, tuple(args.batch_sizes), args.repeats,
                              include_shimmy_vector=not args.no_shimmy_vector, shimmy_max_envs=args.shimmy_max_envs,
                              command=_command_line(argv))
@@ -249,6 +249,25 @@ def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
         print(f"wrote the figures into {folder}/config.json, {PLOT_FILE} and its model card")
 
 
+def _cmd_rl(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.rl import zero_shot
+
+    _set_threads(args.threads)
+    results = zero_shot(
+        args.env_id, args.algo, args.steps, tuple(args.seeds), args.eval_every, args.eval_episodes,
+        args.density_penalty, reference=not args.no_reference, device=args.device, out=args.out,
+        command=_command_line(argv), progress=not args.no_progress,
+    )
+    for variant, row in results["summary"].items():
+        if isinstance(row, dict):
+            print(f"{variant}: final real return {row['final']:.1f} (mean of seeds {row['seeds']}), "
+                  f"best {row['best']:.1f}")
+    ratio = results["summary"].get("final_ratio_neural_over_real")
+    if ratio is not None:
+        print(f"NeuralSim-trained / real-trained final return: {ratio:.2f}")
+    print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``neural-sim``."""
     parser = argparse.ArgumentParser(prog="neural-sim", description=__doc__)
@@ -354,6 +373,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--revision", default=None, help="branch to commit to (created if missing)")
     p.add_argument("--message", default=None, help="commit message")
     p.set_defaults(func=_cmd_push)
+
+    p = sub.add_parser("rl", help="zero-shot RL: train an agent in a NeuralSim env, score it in the real env")
+    p.add_argument("env_id", help="NeuralSim env id, e.g. NeuralSim/Reacher-v0")
+    p.add_argument("--algo", choices=["sac", "tqc"], default="sac")
+    p.add_argument("--steps", type=int, default=100_000, help="agent steps per run (default 100000)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (default 0 1 2)")
+    p.add_argument("--eval-every", type=int, default=10_000, help="agent steps between real-env evaluations")
+    p.add_argument("--eval-episodes", type=int, default=10, help="full-length real episodes per evaluation")
+    p.add_argument("--density-penalty", type=float, default=0.0, help="density penalty weight (default 0: off)")
+    p.add_argument("--no-reference", action="store_true", help="skip the agent trained on the real env")
+    p.add_argument("--device", default="auto", help="torch device of the agent (default: cuda if present)")
+    p.add_argument("--out", type=Path, required=True, help="results folder (finished runs there are kept)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_rl)
 
     p = sub.add_parser("list", help="shipped and cached checkpoints with their env ids")
     p.add_argument("--json", action="store_true", help="print JSON")

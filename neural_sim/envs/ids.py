@@ -35,3 +35,17 @@ def env_entries(robot: RobotInfo) -> list[tuple[str, str]]:
 def env_ids(robot: RobotInfo) -> list[str]:
     """Every id of a robot: the short one first, then one per stock task."""
     return [env_id for env_id, _ in env_entries(robot)]
+
+
+def mirrored_id(robot: RobotInfo, task: str) -> str:
+    """The real environment a NeuralSim id stands in for: shimmy's
+    ``dm_control/<domain>-<task>-v0`` for dm_control robots, the Gymnasium id for Gymnasium
+    robots.
+
+    :raises ValueError: for MJCF robots, which have no real environment to mirror.
+    """
+    if robot.source == "gymnasium":
+        return robot.domain
+    if robot.source == "dm_control":
+        return f"dm_control/{robot.domain}-{task}-v0"
+    raise ValueError(f"robot {robot.name!r} comes from an MJCF file: there is no registered real env it mirrors")

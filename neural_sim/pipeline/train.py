@@ -59,7 +59,7 @@ class TrainConfig:
     :param eval_every: iterations between validations (and saves of the resumable state).
     :param eval_horizon: open-loop horizon whose validation MSE selects the best model.
     :param grad_clip: gradient-norm clip.
-    :param stages: empty: train every network together (end-to-end). Otherwise the
+    :param stages: empty or one count: train every network together (end-to-end). Otherwise the
         paper's multi-stage schedule for a MoSim field with ``k`` correctors, ``k + 1``
         iteration counts: stage 0 trains the predictor (L, B, A) alone, stage ``i`` trains
         corrector ``i`` on top of everything before it, frozen.
@@ -93,7 +93,7 @@ class _Stage:
 
 
 def _stages(field: VectorField, config: TrainConfig) -> list[_Stage]:
-    if not config.stages:
+    if len(config.stages) <= 1:  # one stage is end-to-end training
         active = len(field.correctors) if isinstance(field, MoSimField) else None
         return [_Stage("end-to-end", config.iterations, list(field.parameters()), active)]
     if not isinstance(field, MoSimField):
@@ -195,7 +195,7 @@ def train(
     simulator = Simulator(sim_config)
     field = simulator.field.train()
     stages = _stages(field, config)
-    if config.stages:
+    if len(stages) > 1:
         # Every corrector starts at exactly zero: each stage begins from the model the
         # previous one ended with, and a checkpoint written mid-stage is that model.
         for corrector in field.correctors:

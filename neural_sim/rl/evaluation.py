@@ -1,0 +1,102 @@
+"""Scoring a policy in the real environment a NeuralSim id mirrors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback
+from stable_baselines3.common.evaluation import evaluate_policy
+from stable_baselines3.common.monitor import Monitor
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from neural_sim.checkpoints import read_config, resolve_checkpoint
+from neural_sim.envs.ids import NAMESPACE, mirrored_id
+from neural_sim.errors import UnknownNameError
+
+
+def real_env_id(env_id: str) -> str:
+    """The real env a ``NeuralSim/...`` id stands in for (``NeuralSim/Reacher-v0`` ->
+    ``dm_control/reacher-easy-v0``; ``NeuralSim/HalfCheetah-v5`` -> ``HalfCheetah-v5``).
+
+    :raises UnknownNameError: for an id that is not a registered NeuralSim id.
+    """
+    import neural_sim  # noqa: F401  (registers the shipped ids)
+
+    name = env_id.split(":", 1)[-1]
+    if not name.startswith(f"{NAMESPACE}/") or name not in gym.registry:
+        known = sorted(i for i in gym.registry if i.startswith(f"{NAMESPACE}/"))
+        raise UnknownNameError(f"{env_id!r} is not a registered NeuralSim env id; known: {known}")
+    kwargs = gym.spec(name).kwargs
+    robot = read_config(resolve_checkpoint(kwargs["checkpoint"], kwargs.get("revision"))).robot
+    return mirrored_id(robot, kwargs["task"])
+
+
+def make_real_env(env_id: str) -> gym.Env[Any, Any]:
+    """``gym.make`` of a real env id (shimmy's dm_control ids registered first)."""
+    if env_id.startswith("dm_control/"):
+        import shimmy  # noqa: F401  (registers the dm_control/... ids)
+    return gym.make(env_id)
+
+
+class RealEnvEvaluation(BaseCallback):
+    """Every ``every`` agent steps (and at the end), score the deterministic policy over
+    ``episodes`` full-length episodes of the real env ``env_id``.
+
+    Each evaluation resets from the same seeds, so two agents are scored on the same
+    initial states. Results accumulate in :attr:`records` as
+    ``{"steps", "mean", "std", "returns"}``.
+
+    :param on_evaluation: called with each new record (progress lines, saving).
+    """
+
+    def __init__(
+        self,
+        env_id: str,
+        every: int,
+        episodes: int = 10,
+        seed: int = 0,
+        on_evaluation: Callable[[dict[str, Any]], None] | None = None,
+    ) -> None:
+        super().__init__()
+        if every < 1 or episodes < 1:
+            raise ValueError(f"every and episodes must be positive, got every={every}, episodes={episodes}")
+        self.env_id, self.every, self.episodes, self.seed = env_id, every, episodes, seed
+        self.on_evaluation = on_evaluation
+        self.records: list[dict[str, Any]] = []
+        self._env: DummyVecEnv | None = None
+
+    def _init_callback(self) -> None:
+        self._env = DummyVecEnv([lambda: Monitor(make_real_env(self.env_id))])
+
+    def _on_step(self) -> bool:
+        if self.num_timesteps % self.every == 0:
+            self.evaluate()
+        return True
+
+    def _on_training_end(self) -> None:
+        if not self.records or self.records[-1]["steps"] != self.num_timesteps:
+            self.evaluate()
+        if self._env is not None:
+            self._env.close()
+
+    def evaluate(self) -> dict[str, Any]:
+        """Score the current policy now and record it."""
+        assert self._env is not None and isinstance(self.model, BaseAlgorithm)
+        record = {"steps": int(self.num_timesteps), **score_policy(self.model, self._env, self.episodes, self.seed)}
+        self.records.append(record)
+        if self.on_evaluation is not None:
+            self.on_evaluation(record)
+        return record
+
+
+def score_policy(model: BaseAlgorithm, env: DummyVecEnv, episodes: int, seed: int) -> dict[str, Any]:
+    """Deterministic returns of ``model`` over ``episodes`` episodes of ``env`` from ``seed``."""
+    env.seed(seed)
+    returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True,
+                                 return_episode_rewards=True, warn=False)
+    values = [float(r) for r in returns]
+    mean = sum(values) / len(values)
+    return {"mean": mean, "std": (sum((r - mean) ** 2 for r in values) / len(values)) ** 0.5, "returns": values}

@@ -1,0 +1,198 @@
+"""Zero-shot RL: an agent trained only in the learned simulator, scored in the real env.
+
+For each seed, the same agent (same algorithm, hyper-parameters and budget) trains twice:
+on the NeuralSim id, and on the real env it mirrors (the reference). Both are scored in
+the real env every ``eval_every`` agent steps by :class:`RealEnvEvaluation`. Results are
+saved after every evaluation, and finished runs are skipped when the command runs again
+with the same output folder, so an interrupted benchmark picks up where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+import torch
+from gymnasium import spaces
+from sb3_contrib import TQC
+from stable_baselines3 import SAC
+from stable_baselines3.common.base_class import BaseAlgorithm
+
+from neural_sim.errors import NeuralSimError
+from neural_sim.rl.evaluation import RealEnvEvaluation, make_real_env, real_env_id
+
+#: Algorithms by name, with the paper's settings (actor and critics 256x256; TQC with 5
+#: critics of 25 quantiles, the top 2 per critic dropped).
+ALGORITHMS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
+    "sac": (SAC, {"policy_kwargs": {"net_arch": [256, 256]}}),
+    "tqc": (TQC, {"top_quantiles_to_drop_per_net": 2,
+                  "policy_kwargs": {"net_arch": [256, 256], "n_critics": 5, "n_quantiles": 25}}),
+}
+RESULTS_FILE = "results.json"
+PLOT_FILE = "learning_curve.png"
+NEURAL, REAL = "neural_sim", "real"
+
+
+def make_agent(algo: str, env: gym.Env[Any, Any], seed: int, device: str = "auto",
+               learning_starts: int = 1000) -> BaseAlgorithm:
+    """An off-the-shelf agent for ``env`` (``MultiInputPolicy`` for dict observations).
+
+    :raises NeuralSimError: for an unknown algorithm name.
+    """
+    if algo not in ALGORITHMS:
+        raise NeuralSimError(f"unknown algorithm {algo!r}; accepted: {sorted(ALGORITHMS)}")
+    cls, kwargs = ALGORITHMS[algo]
+    policy = "MultiInputPolicy" if isinstance(env.observation_space, spaces.Dict) else "MlpPolicy"
+    return cls(policy, env, seed=seed, device=device, verbose=0, learning_starts=learning_starts, **kwargs)
+
+
+def zero_shot(
+    env_id: str,
+    algo: str = "sac",
+    steps: int = 100_000,
+    seeds: Sequence[int] = (0, 1, 2),
+    eval_every: int = 10_000,
+    eval_episodes: int = 10,
+    density_penalty: float = 0.0,
+    reference: bool = True,
+    device: str = "auto",
+    out: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train ``algo`` on ``env_id`` (a NeuralSim id) and, as the reference, on the real env it
+    mirrors; score both in the real env every ``eval_every`` steps.
+
+    :param density_penalty: weight of the NeuralSim env's density penalty (0: off).
+    :param reference: also train on the real env (same agent, same budget).
+    :param out: folder for ``results.json``, ``learning_curve.png`` and the agents; runs
+        already finished there are kept, not repeated.
+    :return: the results: settings, and per variant (``neural_sim``, ``real``) and seed the
+        evaluation records, wall time and agent steps per second.
+    """
+    real_id = real_env_id(env_id)
+    if steps < 1 or eval_every < 1:
+        raise NeuralSimError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
+    settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
+                "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty}
+    folder = Path(out) if out is not None else None
+    results = _load_results(folder, settings) if folder is not None else None
+    results = results or {**settings, "runs": {NEURAL: {}, REAL: {}}, "command": command,
+                          "device": device, "torch_threads": torch.get_num_threads()}
+    variants = [(NEURAL, env_id)] + ([(REAL, real_id)] if reference else [])
+    for variant, train_id in variants:
+        for seed in seeds:
+            if str(seed) in results["runs"][variant]:
+                log(f"{variant} seed {seed}: already done in {folder}")
+                continue
+            kwargs = {"density_penalty": density_penalty} if variant == NEURAL and density_penalty else {}
+            run = _train_and_score(train_id, real_id, algo, steps, seed, eval_every, eval_episodes, device,
+                                   kwargs, progress, log, folder / "agents" if folder else None, variant)
+            results["runs"][variant][str(seed)] = run
+            if folder is not None:
+                _save(folder, results)
+    results["summary"] = summarise(results)
+    if folder is not None:
+        _save(folder, results)
+        plot_learning_curves(results, folder / PLOT_FILE)
+    return results
+
+
+def _train_and_score(
+    train_id: str, real_id: str, algo: str, steps: int, seed: int, eval_every: int, eval_episodes: int,
+    device: str, env_kwargs: dict[str, Any], progress: bool, log: Callable[[str], None],
+    agents: Path | None, variant: str,
+) -> dict[str, Any]:
+    env = make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs)
+    env.reset(seed=seed)
+    agent = make_agent(algo, env, seed, device, learning_starts=min(1000, steps // 2))
+    name = f"{variant}-seed{seed}"
+
+    if agents is not None:
+        agents.mkdir(parents=True, exist_ok=True)
+
+    def report(record: dict[str, Any]) -> None:
+        log(f"{name}: {record['steps']} steps, real {real_id} return {record['mean']:.1f} +- {record['std']:.1f}")
+        if agents is not None:
+            agent.save(agents / f"{name}.zip")  # SB3's own format: resume by hand if interrupted
+
+    evaluation = RealEnvEvaluation(real_id, eval_every, eval_episodes, seed=10_000 + seed, on_evaluation=report)
+    started = time.time()
+    agent.learn(total_timesteps=steps, callback=evaluation, progress_bar=progress)
+    wall = time.time() - started
+    env.close()
+    return {"evaluations": evaluation.records, "wall_time_s": round(wall, 1),
+            "agent_steps_per_s": round(steps / wall, 1) if wall > 0 else None}
+
+
+def summarise(results: dict[str, Any]) -> dict[str, Any]:
+    """Per variant: mean over seeds of the real return at each evaluation step, its final and
+    best value; and the NeuralSim-trained / real-trained ratio of the final returns."""
+    summary: dict[str, Any] = {}
+    for variant, runs in results["runs"].items():
+        if not runs:
+            continue
+        curves = [[r["mean"] for r in run["evaluations"]] for run in runs.values()]
+        length = min(len(c) for c in curves)
+        mean_curve = np.mean([c[:length] for c in curves], axis=0)
+        steps = [r["steps"] for r in next(iter(runs.values()))["evaluations"][:length]]
+        summary[variant] = {"steps": steps, "mean_return": [float(x) for x in mean_curve],
+                            "final": float(mean_curve[-1]), "best": float(mean_curve.max()),
+                            "final_over_best": float(mean_curve[-1] / mean_curve.max()) if mean_curve.max() > 0
+                            else None, "seeds": sorted(int(s) for s in runs)}
+    if NEURAL in summary and REAL in summary and summary[REAL]["final"] > 0:
+        summary["final_ratio_neural_over_real"] = summary[NEURAL]["final"] / summary[REAL]["final"]
+    return summary
+
+
+def plot_learning_curves(results: dict[str, Any], path: Path) -> Path:
+    """Real-env return vs agent steps: each seed thin, the mean over seeds thick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    colours = {NEURAL: "tab:blue", REAL: "tab:orange"}
+    labels = {NEURAL: f"trained in {results['env_id']}", REAL: f"trained in {results['real_env_id']}"}
+    for variant, runs in results["runs"].items():
+        for seed, run in runs.items():
+            steps = [r["steps"] for r in run["evaluations"]]
+            axes.plot(steps, [r["mean"] for r in run["evaluations"]], color=colours[variant], alpha=0.35,
+                      linewidth=1, label=f"seed {seed}" if variant == NEURAL else None)
+        summary = results.get("summary", {}).get(variant)
+        if summary:
+            axes.plot(summary["steps"], summary["mean_return"], color=colours[variant], linewidth=2.5,
+                      label=f"{labels[variant]} (mean of {len(runs)})")
+    penalty = f", density penalty {results['density_penalty']}" if results["density_penalty"] else ""
+    axes.set(xlabel="agent steps", ylabel=f"return in real {results['real_env_id']}",
+             title=f"{results['algo'].upper()} zero-shot{penalty}")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path
+
+
+def _load_results(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | None:
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        return None
+    results = json.loads(path.read_text())
+    differing = sorted(k for k, v in settings.items() if results.get(k) != v)
+    if differing:
+        raise NeuralSimError(
+            f"{path} holds results of other settings ({', '.join(differing)} differ); use another --out"
+        )
+    return results
+
+
+def _save(folder: Path, results: dict[str, Any]) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")

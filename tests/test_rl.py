@@ -1,0 +1,91 @@
+"""Zero-shot RL harness: agents trained in NeuralSim ids, scored in the real env."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+from neural_sim.cli import main
+from neural_sim.errors import NeuralSimError, UnknownNameError
+from neural_sim.rl import RealEnvEvaluation, make_agent, real_env_id, zero_shot
+from neural_sim.rl.evaluation import make_real_env, score_policy
+from neural_sim.rl.zero_shot import PLOT_FILE, RESULTS_FILE
+
+QUIET = {"progress": False, "log": lambda _: None}
+
+
+def test_each_neural_sim_id_names_the_real_env_it_mirrors() -> None:
+    assert real_env_id("NeuralSim/Acrobot-v0") == "dm_control/acrobot-swingup-v0"
+    assert real_env_id("NeuralSim/acrobot-swingup_sparse-v0") == "dm_control/acrobot-swingup_sparse-v0"
+    assert real_env_id("neural_sim:NeuralSim/Cartpole-v0") == "dm_control/cartpole-swingup-v0"
+    assert real_env_id("NeuralSim/InvertedPendulum-v5") == "InvertedPendulum-v5"
+    with pytest.raises(UnknownNameError, match="not a registered NeuralSim env id.*NeuralSim/Acrobot-v0"):
+        real_env_id("dm_control/acrobot-swingup-v0")
+
+
+def test_agents_take_the_policy_their_observations_need() -> None:
+    dict_env, box_env = gym.make("NeuralSim/Pendulum-v0"), gym.make("NeuralSim/InvertedPendulum-v5")
+    assert type(make_agent("sac", dict_env, seed=0).policy).__name__ == "MultiInputPolicy"
+    tqc = make_agent("tqc", box_env, seed=0)
+    assert type(tqc.policy).__name__ == "TQCPolicy" and tqc.policy.critic_kwargs["n_critics"] == 5
+    with pytest.raises(NeuralSimError, match="unknown algorithm 'ppo'"):
+        make_agent("ppo", dict_env, seed=0)
+
+
+def test_real_env_scores_are_full_episodes_and_repeatable() -> None:
+    env = gym.make("NeuralSim/Pendulum-v0")
+    agent = make_agent("sac", env, seed=0)
+    from stable_baselines3.common.monitor import Monitor
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    real = DummyVecEnv([lambda: Monitor(make_real_env("dm_control/pendulum-swingup-v0"))])
+    first, again = score_policy(agent, real, 2, seed=3), score_policy(agent, real, 2, seed=3)
+    assert first == again and len(first["returns"]) == 2
+    # The same deterministic policy, run by hand for a full 1000-step real episode, scores the same.
+    manual = make_real_env("dm_control/pendulum-swingup-v0")
+    obs, _ = manual.reset(seed=3)
+    total, steps, done = 0.0, 0, False
+    while not done:
+        obs, reward, terminated, truncated, _ = manual.step(agent.predict(obs, deterministic=True)[0])
+        total, steps, done = total + float(reward), steps + 1, terminated or truncated
+    assert steps == 1000 and total == pytest.approx(first["returns"][0])
+
+
+def test_zero_shot_records_both_variants_resumes_and_plots(tmp_path: Path) -> None:
+    settings = {"steps": 60, "seeds": (0,), "eval_every": 30, "eval_episodes": 1}
+    results = zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **settings, **QUIET)
+    runs = results["runs"]
+    assert [r["steps"] for r in runs["neural_sim"]["0"]["evaluations"]] == [30, 60]
+    assert [r["steps"] for r in runs["real"]["0"]["evaluations"]] == [30, 60]
+    assert results["real_env_id"] == "dm_control/pendulum-swingup-v0"
+    assert (tmp_path / PLOT_FILE).stat().st_size > 1000
+    assert (tmp_path / "agents" / "neural_sim-seed0.zip").is_file()
+    saved = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert saved["summary"]["neural_sim"]["steps"] == [30, 60]
+
+    lines: list[str] = []
+    again = zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **settings, progress=False, log=lines.append)
+    assert lines == [f"{v} seed 0: already done in {tmp_path}" for v in ("neural_sim", "real")]
+    assert again["runs"] == runs
+    with pytest.raises(NeuralSimError, match="other settings \\(steps differ\\)"):
+        zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **{**settings, "steps": 90}, **QUIET)
+
+
+def test_rl_command_trains_with_the_density_penalty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["rl", "NeuralSim/Pendulum-v0", "--steps", "40", "--seeds", "1", "--eval-every", "40",
+            "--eval-episodes", "1", "--density-penalty", "1.0", "--no-reference", "--no-progress",
+            "--out", str(tmp_path)]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / RESULTS_FILE).read_text())
+    assert results["density_penalty"] == 1.0 and results["runs"]["real"] == {}
+    assert np.isfinite(results["runs"]["neural_sim"]["1"]["evaluations"][0]["mean"])
+    assert "neural_sim: final real return" in capsys.readouterr().out
+
+
+def test_evaluation_callback_refuses_bad_settings() -> None:
+    with pytest.raises(ValueError, match="must be positive"):
+        RealEnvEvaluation("dm_control/pendulum-swingup-v0", every=0)
