@@ -39,7 +39,7 @@ def test_benchmark_compares_model_baselines_and_ablation_on_the_same_windows(wit
                         lyapunov=False)
     assert results["ablation"]["architecture"] == "residual"
     assert results["ablation"]["command"] == "pytest-ablation"
-    for h, row in results["horizons"].items():
+    for row in results["horizons"].values():
         for prefix in ("", "hold_last_state_", "ablation_"):
             per_dim = row[f"{prefix}per_dimension"]
             assert len(per_dim) == 4

@@ -8,7 +8,9 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
+from neural_sim import load as neural_sim_load
 from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError, UnknownNameError
 from neural_sim.rl import RealEnvEvaluation, make_agent, real_env_id, zero_shot
@@ -23,7 +25,7 @@ def test_each_neural_sim_id_names_the_real_env_it_mirrors() -> None:
     assert real_env_id("NeuralSim/acrobot-swingup_sparse-v0") == "dm_control/acrobot-swingup_sparse-v0"
     assert real_env_id("neural_sim:NeuralSim/Cartpole-v0") == "dm_control/cartpole-swingup-v0"
     assert real_env_id("NeuralSim/InvertedPendulum-v5") == "InvertedPendulum-v5"
-    with pytest.raises(UnknownNameError, match="not a registered NeuralSim env id.*NeuralSim/Acrobot-v0"):
+    with pytest.raises(UnknownNameError, match=r"not a registered NeuralSim env id.*NeuralSim/Acrobot-v0"):
         real_env_id("dm_control/acrobot-swingup-v0")
 
 
@@ -89,3 +91,48 @@ def test_rl_command_trains_with_the_density_penalty(tmp_path: Path, capsys: pyte
 def test_evaluation_callback_refuses_bad_settings() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         RealEnvEvaluation("dm_control/pendulum-swingup-v0", every=0)
+
+
+def test_few_shot_loop_collects_real_steps_resets_from_them_and_fine_tunes(tiny_checkpoint: Path) -> None:
+    from stable_baselines3 import SAC
+
+    from neural_sim.envs.single import NeuralSimEnv
+    from neural_sim.rl import FewShotLoop
+
+    env = gym.make("NeuralSim/Acrobot-v0", checkpoint=str(tiny_checkpoint), max_episode_steps=50)
+    buffer_before = len(env.unwrapped.reset_states)
+    weights_before = {k: v.clone() for k, v in env.unwrapped.simulator.field.state_dict().items()}
+    loop = FewShotLoop(every=20, real_steps=30, finetune_iterations=30, learning_rate=1e-3, seed=0)
+    SAC("MultiInputPolicy", env, learning_starts=10, seed=0).learn(60, callback=loop)
+
+    assert [r["steps"] for r in loop.records] == [20, 40, 60]
+    assert [r["real_steps_total"] for r in loop.records] == [30, 60, 90]
+    assert all(r["loss_after"] < r["loss_before"] for r in loop.records)
+    assert len(env.unwrapped.reset_states) == buffer_before + 90
+    weights_after = env.unwrapped.simulator.field.state_dict()
+    assert any(not torch.equal(weights_before[k], weights_after[k]) for k in weights_after)
+    # The recorded transitions are real MuJoCo steps.
+    oracle = NeuralSimEnv("acrobot", backend="physics")
+    starts, actions, targets = (np.concatenate(loop.transitions[k]) for k in ("starts", "actions", "targets"))
+    for i in (0, 45, 89):
+        oracle.reset(options={"state": starts[i]})
+        np.testing.assert_array_equal(oracle.step(actions[i])[4]["state"], targets[i])
+
+
+def test_fine_tuning_changes_what_the_env_steps_with(tiny_checkpoint: Path) -> None:
+    from neural_sim.pipeline.train import fine_tune
+
+    simulator = neural_sim_load(tiny_checkpoint)
+    rng = np.random.default_rng(0)
+    starts = rng.normal(size=(64, 4)) * 0.3
+    actions = rng.uniform(-1, 1, size=(64, 1))
+    targets = starts + 0.01
+    x, u = torch.as_tensor(starts[:2], dtype=torch.float32), torch.as_tensor(actions[:2], dtype=torch.float32)
+    before = simulator.fast_predict(x, u).clone()
+    losses = fine_tune(simulator, starts, actions, targets, iterations=50, learning_rate=1e-3)
+    assert losses["loss_after"] < losses["loss_before"]
+    after = simulator.fast_predict(x, u)
+    assert not torch.equal(before, after)
+    torch.testing.assert_close(after, simulator.predict(x, u), rtol=1e-5, atol=1e-6)
+    with pytest.raises(NeuralSimError, match="needs transitions"):
+        fine_tune(simulator, starts[:0], actions[:0], targets[:0], iterations=5)

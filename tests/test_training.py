@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
 from conftest import TINY, TINY_MODEL
+from safetensors.torch import load_file
 
 from neural_sim import load
 from neural_sim.cli import main
@@ -135,7 +135,7 @@ def test_every_shipped_recipe_loads_and_names_a_known_robot() -> None:
 
 
 def test_bad_recipes_are_reported(tmp_path: Path) -> None:
-    with pytest.raises(NeuralSimError, match="unknown recipe 'spot'.*'acrobot'"):
+    with pytest.raises(NeuralSimError, match=r"unknown recipe 'spot'.*'acrobot'"):
         load_recipe("spot")
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps({"robot": "acrobot", "train": {"iterationz": 5}}))

@@ -97,6 +97,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         self.simulator: Simulator = parts.simulator
         self.density, self.density_penalty = parts.density, parts.density_penalty
         self._reset_states = parts.reset_states
+        self._source = {"checkpoint": checkpoint, "task": task, "integrator": integrator, "device": device,
+                        "revision": revision, "env_kwargs": env_kwargs}
         self.backend: Backend = backend
         self._layout = layout = self.config.simulator.layout
         self.observation_space = self.bridge.observation_space
@@ -159,6 +161,23 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     def close(self) -> None:
         """Free the task's physics."""
         self.bridge.close()
+
+    def add_reset_states(self, states: np.ndarray) -> None:
+        """Add real ``[N, nq + nv]`` states to the buffer episodes start from (the few-shot
+        loop adds the states it meets in the real env)."""
+        new = check_states(np.asarray(states, dtype=np.float64), "states", self._layout, batched=True)
+        self._reset_states = np.concatenate([self._reset_states, new])
+
+    @property
+    def reset_states(self) -> np.ndarray:
+        """The states episodes start from, ``[N, nq + nv]`` (a copy)."""
+        return self._reset_states.copy()
+
+    def physics_twin(self) -> NeuralSimEnv:
+        """The same robot and task stepped by real MuJoCo (``backend="physics"``): the same
+        spaces and observations, so a policy trained here acts there unchanged, and
+        ``info["state"]`` records the real physics state of every step."""
+        return NeuralSimEnv(**self._source, backend="physics")
 
     # -- internals ------------------------------------------------------------------------
     @property

@@ -487,3 +487,46 @@ def _reset_states(dataset: Dataset, rng: np.random.Generator) -> np.ndarray:
     states = dataset.states.reshape(-1, dataset.states.shape[-1])
     take = rng.choice(len(states), size=min(RESET_STATES, len(states)), replace=False)
     return states[np.sort(take)]
+
+
+def fine_tune(
+    simulator: Simulator,
+    starts: np.ndarray,
+    actions: np.ndarray,
+    targets: np.ndarray,
+    iterations: int,
+    learning_rate: float = 1e-4,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Adam steps of the training loss (one-step error per dimension over the spread of the
+    one-step change) on real transitions ``(starts [N, S], actions [N, nu]) -> targets``,
+    updating ``simulator`` in place (its traced fast path rebuilds itself).
+
+    :return: the loss over all given transitions before and after.
+    """
+    if len(starts) == 0 or iterations < 1:
+        raise NeuralSimError(f"fine-tuning needs transitions and iterations >= 1, got {len(starts)} and {iterations}")
+    device = simulator.device
+    x, u, y = (torch.as_tensor(np.asarray(a), dtype=torch.float32, device=device) for a in (starts, actions, targets))
+    scale = (y - x).std(0).clamp_min(_MIN_STD) if len(x) > 1 else torch.ones_like(x[0])
+    field = simulator.field
+
+    def loss_of(rows: torch.Tensor | slice) -> torch.Tensor:
+        return (((simulator.predict(x[rows], u[rows]) - y[rows]) / scale) ** 2).mean()
+
+    with torch.no_grad():
+        before = float(loss_of(slice(None)))
+    field.train()
+    optimiser = torch.optim.Adam(field.parameters(), lr=learning_rate)
+    generator = torch.Generator().manual_seed(seed)
+    for _ in range(iterations):
+        loss = loss_of(torch.randint(len(x), (min(batch_size, len(x)),), generator=generator).to(device))
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(field.parameters(), 10.0)
+        optimiser.step()
+    field.eval()
+    with torch.no_grad():
+        after = float(loss_of(slice(None)))
+    return {"loss_before": before, "loss_after": after}
