@@ -22,6 +22,7 @@ EXPECTED_IDS = {
     "NeuralSim/Cartpole-v0", "NeuralSim/cartpole-balance-v0", "NeuralSim/cartpole-balance_sparse-v0",
     "NeuralSim/cartpole-swingup-v0", "NeuralSim/cartpole-swingup_sparse-v0",
     "NeuralSim/InvertedPendulum-v5",
+    "NeuralSim/Reacher-v0", "NeuralSim/reacher-easy-v0", "NeuralSim/reacher-hard-v0",
 }
 # NeuralSim id -> the shimmy or Gymnasium id it mirrors.
 MIRRORS = {
@@ -38,6 +39,9 @@ MIRRORS = {
     "NeuralSim/cartpole-swingup-v0": "dm_control/cartpole-swingup-v0",
     "NeuralSim/cartpole-swingup_sparse-v0": "dm_control/cartpole-swingup_sparse-v0",
     "NeuralSim/InvertedPendulum-v5": "InvertedPendulum-v5",
+    "NeuralSim/Reacher-v0": "dm_control/reacher-easy-v0",
+    "NeuralSim/reacher-easy-v0": "dm_control/reacher-easy-v0",
+    "NeuralSim/reacher-hard-v0": "dm_control/reacher-hard-v0",
 }
 DM_CONTROL_MIRRORS = sorted({m for m in MIRRORS.values() if m.startswith("dm_control/")})
 GYMNASIUM_MIRRORS = sorted({m for m in MIRRORS.values() if not m.startswith("dm_control/")})
@@ -85,7 +89,8 @@ def test_physics_backend_equals_shimmy(env_id: str) -> None:
     obs_real, _ = real.reset(seed=7)
     physics = real.unwrapped.physics
     start = np.concatenate([physics.data.qpos, physics.data.qvel])
-    obs_oracle, info = oracle.reset(options={"state": start})
+    # The same seed draws the same task-level episode state (reacher's target) as shimmy.
+    obs_oracle, info = oracle.reset(seed=7, options={"state": start})
     np.testing.assert_array_equal(info["state"], start)
     for key in obs_real:
         np.testing.assert_array_equal(obs_oracle[key], obs_real[key])
@@ -248,3 +253,20 @@ def test_a_non_finite_prediction_raises_instead_of_continuing(monkeypatch: pytes
     monkeypatch.setattr(env.simulator, "fast_predict", lambda s, a: torch.full_like(s, float("nan")))
     with pytest.raises(DivergenceError, match=r"non-finite state .* far outside its training data"):
         env.step(np.zeros(1))
+
+
+def test_reacher_targets_are_drawn_per_episode_from_the_seed() -> None:
+    env = gym.make("NeuralSim/Reacher-v0")
+    first = env.reset(seed=3)[0]["to_target"]
+    target = env.unwrapped.bridge.physics.named.model.geom_pos["target"].copy()
+    env.reset()
+    assert not np.array_equal(env.unwrapped.bridge.physics.named.model.geom_pos["target"], target)
+    np.testing.assert_array_equal(env.reset(seed=3)[0]["to_target"], first)
+    real = gym.make("dm_control/reacher-easy-v0")
+    real.reset(seed=3)
+    np.testing.assert_array_equal(real.unwrapped.physics.named.model.geom_pos["target"], target)
+
+
+def test_batched_env_refuses_tasks_with_per_episode_state_it_cannot_batch() -> None:
+    with pytest.raises(InputError, match="state outside \\(qpos, qvel\\)"):
+        gym.make_vec("NeuralSim/Reacher-v0", num_envs=2)

@@ -112,6 +112,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
         """Start an episode from a buffer state (seeded) or ``options["state"]``."""
         super().reset(seed=seed)
+        if seed is not None:
+            self.bridge.seed(seed)  # the task's own randomness (a target drawn per episode)
         options = options or {}
         unknown = sorted(set(options) - set(RESET_OPTIONS))
         if unknown:

@@ -19,6 +19,7 @@ import torch
 from dm_control.suite import cheetah as dm_cheetah
 from dm_control.suite import pendulum as dm_pendulum
 
+from neural_sim.errors import InputError
 from neural_sim.robots.base import TaskBridge
 from neural_sim.robots.dm_control import DmControlTask
 
@@ -337,4 +338,11 @@ def make_batched_task(bridge: TaskBridge, native: bool = True) -> BatchedTask:
                 return CheetahRun(bridge)
         except NotImplementedError:
             pass
+    if getattr(bridge, "has_episode_state", False):
+        # One shared physics cannot hold a different target per env.
+        raise InputError(
+            f"the batched env has no native implementation of task {bridge.task_name!r}, whose episodes carry "
+            "state outside (qpos, qvel) (a target drawn per episode); use the single env "
+            "(gymnasium.make, or SB3's make_vec_env with n_envs=N) for this task"
+        )
     return BridgeLoopTask(bridge)

@@ -96,6 +96,29 @@ class DmControlTask:
         assert isinstance(action_space, spaces.Box)
         self.action_space: spaces.Box = action_space
         self.nq, self.nv = int(self.physics.model.nq), int(self.physics.model.nv)
+        self.has_episode_state = self._episode_start_changes_model()
+
+    def _episode_start_changes_model(self) -> bool:
+        """Whether the task's episode start changes the model itself (reacher draws its
+        target's position): task state that ``(qpos, qvel)`` do not carry."""
+        model = self.physics.model
+
+        def snapshot() -> np.ndarray:
+            return np.concatenate([model.geom_pos.ravel(), model.geom_size.ravel(), model.body_pos.ravel(),
+                                   model.site_pos.ravel()])
+
+        random_state = self.task.random.get_state()
+        before = snapshot()
+        try:
+            for seed in (1, 2):
+                self.task._random = np.random.RandomState(seed)  # dm_control keeps it private
+                with self.physics.reset_context():
+                    self.task.initialize_episode(self.physics)
+                if not np.array_equal(snapshot(), before):
+                    return True
+            return False
+        finally:
+            self.task.random.set_state(random_state)
 
     # -- state ----------------------------------------------------------------------------
     def set_state(self, state: np.ndarray) -> None:
@@ -106,8 +129,11 @@ class DmControlTask:
 
     def reset_to(self, state: np.ndarray) -> None:
         """Start an episode at ``state``: reset ``MjData`` (time 0, no solver warm start), as
-        dm_control's own episode reset does, then write the state."""
+        dm_control's own episode reset does, draw the task's own episode state when it has
+        any (reacher's target, from the task's seeded randomness), then write the state."""
         with self.physics.reset_context():
+            if self.has_episode_state:
+                self.task.initialize_episode(self.physics)
             self.physics.data.qpos[:] = state[: self.nq]
             self.physics.data.qvel[:] = state[self.nq :]
 
