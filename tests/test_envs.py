@@ -269,4 +269,4 @@ def test_reacher_targets_are_drawn_per_episode_from_the_seed() -> None:
 
 def test_batched_env_refuses_tasks_with_per_episode_state_it_cannot_batch() -> None:
     with pytest.raises(InputError, match="state outside \\(qpos, qvel\\)"):
-        gym.make_vec("NeuralSim/Reacher-v0", num_envs=2)
+        gym.make_vec("NeuralSim/Reacher-v0", num_envs=2, native_tasks=False)

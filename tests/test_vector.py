@@ -47,6 +47,53 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
         np.testing.assert_allclose(reset_found[key], reset_expected[key], rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("task", ["easy", "hard"])
+def test_native_reacher_equals_the_stock_task_for_each_envs_own_target(task: str) -> None:
+    n = 400
+    native = make_batched_task(DmControlTask("reacher", task), num_envs=n)
+    assert native.native
+    rngs = [np.random.default_rng(i) for i in range(n)]
+    native.begin_episodes(np.arange(n), rngs)
+    targets = native.targets.numpy()
+    assert len(np.unique(targets[:, 0])) == n  # one target per env
+    radius = np.linalg.norm(targets, axis=1)
+    assert (radius >= 0.05).all() and (radius <= 0.20).all()
+    rng = np.random.default_rng(1)
+    states = torch.as_tensor(np.concatenate([rng.uniform(-np.pi, np.pi, (n, 2)), rng.normal(size=(n, 2))], 1))
+    # Half the envs get a target within reach of the finger: rewards 1 and 0 both tested.
+    reference = DmControlTask("reacher", task)
+    for i in range(n // 2):
+        reference.set_state(states[i].numpy())
+        native._targets[i] = torch.as_tensor(reference.physics.named.data.geom_xpos["finger", :2] + 0.005)
+    targets = native.targets.numpy()
+    obs, rewards, terminated, _ = native.step(states, np.zeros((n, 2)), states)
+    assert set(np.unique(rewards)) == {0.0, 1.0}
+    for i in range(n):
+        reference.physics.named.model.geom_pos["target", :2] = targets[i]
+        reference.set_state(states[i].numpy())
+        expected = reference.observation()
+        for key in expected:
+            np.testing.assert_allclose(obs[key][i], expected[key], rtol=0, atol=1e-9)
+        assert rewards[i] == pytest.approx(reference.reward(), abs=1e-9)
+    assert not terminated.any()
+    # Observations of a subset of envs use those envs' targets.
+    rows = np.array([3, 7])
+    subset = native.observations(states[torch.as_tensor(rows)], rows)
+    np.testing.assert_array_equal(subset["to_target"], obs["to_target"][rows])
+
+
+def test_batched_reacher_draws_new_targets_on_reset_and_autoreset() -> None:
+    envs = gym.make_vec("NeuralSim/Reacher-v0", num_envs=3, max_episode_steps=2)
+    obs, _ = envs.reset(seed=0)
+    first = envs.unwrapped.task.targets
+    assert len(np.unique(first[:, 0])) == 3
+    again, _ = envs.reset(seed=0)
+    np.testing.assert_array_equal(again["to_target"], obs["to_target"])
+    for _ in range(3):  # two steps end the episodes, the third resets them (NEXT_STEP)
+        envs.step(np.zeros((3, 2)))
+    assert not np.array_equal(envs.unwrapped.task.targets, first)
+
+
 def native_actions(domain: str) -> int:
     return {"acrobot": 1, "pendulum": 1, "cheetah": 6}[domain]
 

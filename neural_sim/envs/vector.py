@@ -70,7 +70,7 @@ class NeuralSimVectorEnv(VectorEnv):
         self._reset_states = parts.reset_states
         self._layout = self.config.simulator.layout
         self._size = self._layout.state_size
-        self.task = make_batched_task(self.bridge, native=native_tasks)
+        self.task = make_batched_task(self.bridge, native=native_tasks, num_envs=self.num_envs)
         self.single_observation_space = self.bridge.observation_space
         self.single_action_space = self.bridge.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -112,6 +112,7 @@ class NeuralSimVectorEnv(VectorEnv):
             if len(states) != self.num_envs:
                 raise InputError(f"options['state'] needs one state per env ({self.num_envs}), got {len(states)}")
             self._states[mask] = torch.as_tensor(states[mask])
+            self.task.begin_episodes(np.flatnonzero(mask), self._rngs)
         else:
             self._reset_from_buffer(mask)
         self._steps[mask] = 0
@@ -154,7 +155,8 @@ class NeuralSimVectorEnv(VectorEnv):
             self._steps[resetting] = 0
         observations, rewards, terminated, truncated = self.task.step(states, actions, self._states)
         if resetting.any():  # these envs start an episode: their observation is a reset's
-            assign_rows(observations, resetting, self.task.observations(self._states[torch.as_tensor(resetting)]))
+            rows = np.flatnonzero(resetting)
+            assign_rows(observations, resetting, self.task.observations(self._states[torch.as_tensor(rows)], rows))
         if self.max_episode_steps is not None:
             truncated = truncated | (self._steps >= self.max_episode_steps)
         terminated, truncated = terminated & stepping, truncated & stepping
@@ -186,5 +188,7 @@ class NeuralSimVectorEnv(VectorEnv):
 
     # -- internals ------------------------------------------------------------------------
     def _reset_from_buffer(self, mask: np.ndarray) -> None:
-        for i in np.flatnonzero(mask):
+        rows = np.flatnonzero(mask)
+        for i in rows:
             self._states[i] = torch.as_tensor(self._reset_states[self._rngs[i].integers(len(self._reset_states))])
+        self.task.begin_episodes(rows, self._rngs)

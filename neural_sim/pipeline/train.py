@@ -195,7 +195,7 @@ def train(
     simulator = Simulator(sim_config)
     field = simulator.field.train()
     stages = _stages(field, config)
-    if len(stages) > 1:
+    if len(stages) > 1 and isinstance(field, MoSimField):
         # Every corrector starts at exactly zero: each stage begins from the model the
         # previous one ended with, and a checkpoint written mid-stage is that model.
         for corrector in field.correctors:

@@ -31,12 +31,18 @@ StepResult = tuple[Observations, np.ndarray, np.ndarray, np.ndarray]
 
 
 class BatchedTask(Protocol):
-    """Task quantities of ``[N, nq + nv]`` states (float64 tensors)."""
+    """Task quantities of ``[N, nq + nv]`` states (float64 tensors) of ``num_envs`` envs."""
 
     native: bool
 
-    def observations(self, states: torch.Tensor) -> Observations:
-        """Observations with a leading batch dimension (as at the start of an episode)."""
+    def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Envs ``rows`` start an episode: draw their task-level state (a target), each from
+        its own generator ``rngs[row]``."""
+        ...
+
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> Observations:
+        """Observations with a leading batch dimension (as at the start of an episode) of
+        ``states``, the states of envs ``rows`` (default: every env, in order)."""
         ...
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor) -> StepResult:
@@ -45,11 +51,15 @@ class BatchedTask(Protocol):
 
 
 class StateTask:
-    """Base of native tasks whose observation, reward and termination read only the new state."""
+    """Base of native tasks whose observation, reward and termination read only the new state
+    (and, for tasks that draw one, each env's episode state)."""
 
     native = True
 
-    def observations(self, states: torch.Tensor) -> OrderedDict[str, np.ndarray]:
+    def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Most tasks have no episode state beyond the physics state."""
+
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
         """Observation arrays with a leading batch dimension."""
         raise NotImplementedError
 
@@ -214,7 +224,7 @@ class CheetahRun(StateTask):
         self._run_speed = float(dm_cheetah._RUN_SPEED)  # the stock task's own constant
         self._nq = bridge.nq
 
-    def observations(self, states: torch.Tensor) -> OrderedDict[str, np.ndarray]:
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
         """``position`` = qpos without root x; ``velocity`` = qvel."""
         position, velocity = states[:, 1 : self._nq], states[:, self._nq :]
         return OrderedDict(position=position.numpy().copy(), velocity=velocity.numpy().copy())
@@ -241,7 +251,7 @@ class AcrobotBalance(StateTask):
     def _angles(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return states[:, 0], states[:, 0] + states[:, 1]
 
-    def observations(self, states: torch.Tensor) -> OrderedDict[str, np.ndarray]:
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
         """``orientations`` = (xz, xz, zz, zz) of the arms' frames; ``velocity`` = qvel."""
         upper, lower = self._angles(states)
         orientations = torch.stack([torch.sin(upper), torch.sin(lower), torch.cos(upper), torch.cos(lower)], -1)
@@ -262,7 +272,7 @@ class PendulumSwingUp(StateTask):
         PlanarKinematics(bridge)  # checks the geometry assumptions
         self._cosine_bound = float(dm_pendulum._COSINE_BOUND)  # the stock task's own constant
 
-    def observations(self, states: torch.Tensor) -> OrderedDict[str, np.ndarray]:
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
         """``orientation`` = (zz, xz) of the pole frame; ``velocity`` = qvel."""
         angle = states[:, 0]
         orientation = torch.stack([torch.cos(angle), torch.sin(angle)], -1)
@@ -273,6 +283,61 @@ class PendulumSwingUp(StateTask):
         return tolerance(torch.cos(states[:, 0]), (self._cosine_bound, 1.0)).numpy()
 
 
+class ReacherReach(StateTask):
+    """``reacher-easy`` / ``reacher-hard`` for a batch, with one target per env.
+
+    Targets are drawn as the stock task draws them (angle uniform in [0, 2 pi), radius
+    uniform in [0.05, 0.20]), from each env's own generator.
+    """
+
+    #: The stock task's target radius range (literals in ``Reacher.initialize_episode``).
+    TARGET_RADIUS = (0.05, 0.20)
+
+    def __init__(self, bridge: DmControlTask, num_envs: int) -> None:
+        model, named = bridge.physics.model, bridge.physics.named.model
+        if not (np.allclose(model.body_quat, [1, 0, 0, 0]) and np.allclose(np.abs(model.jnt_axis), [0, 0, 1])):
+            raise NotImplementedError("reacher's bodies are rotated or its hinges do not turn about z")
+        self._base = torch.tensor(named.body_pos["arm"][:2], dtype=torch.float64)
+        self._upper = torch.tensor(named.body_pos["hand"][:2], dtype=torch.float64)
+        self._lower = torch.tensor(named.body_pos["finger"][:2] + named.geom_pos["finger"][:2], dtype=torch.float64)
+        self._radii = float(bridge.task._target_size + named.geom_size["finger", 0])  # the task's own size
+        self._targets = torch.zeros(num_envs, 2, dtype=torch.float64)
+
+    def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """A new target for each of ``rows``."""
+        for row in rows:
+            angle = rngs[row].uniform(0, 2 * np.pi)
+            radius = rngs[row].uniform(*self.TARGET_RADIUS)
+            self._targets[row] = torch.tensor([radius * np.sin(angle), radius * np.cos(angle)])
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """Each env's target position (x, y), ``[num_envs, 2]`` (a copy)."""
+        return self._targets.clone()
+
+    def _finger(self, states: torch.Tensor) -> torch.Tensor:
+        def turn(angle: torch.Tensor, local: torch.Tensor) -> torch.Tensor:
+            c, s = torch.cos(angle).unsqueeze(-1), torch.sin(angle).unsqueeze(-1)
+            return torch.cat([c * local[0] - s * local[1], s * local[0] + c * local[1]], -1)
+
+        shoulder, wrist = states[:, 0], states[:, 0] + states[:, 1]
+        return self._base + turn(shoulder, self._upper) + turn(wrist, self._lower)
+
+    def _to_target(self, states: torch.Tensor, rows: np.ndarray | None) -> torch.Tensor:
+        targets = self._targets if rows is None else self._targets[torch.as_tensor(rows)]
+        return targets - self._finger(states)
+
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
+        """``position`` = qpos; ``to_target`` = target minus finger (x, y); ``velocity`` = qvel."""
+        return OrderedDict(position=states[:, :2].numpy().copy(), to_target=self._to_target(states, rows).numpy(),
+                           velocity=states[:, 2:].numpy().copy())
+
+    def rewards(self, states: torch.Tensor) -> np.ndarray:
+        """1 while the finger touches the target (distance within the two radii)."""
+        distance = torch.linalg.vector_norm(self._to_target(states, None), dim=-1)
+        return tolerance(distance, (0.0, self._radii)).numpy()
+
+
 class BridgeLoopTask:
     """Any task, one state at a time through the real physics (exact, a Python loop)."""
 
@@ -281,7 +346,10 @@ class BridgeLoopTask:
     def __init__(self, bridge: TaskBridge) -> None:
         self._bridge = bridge
 
-    def observations(self, states: torch.Tensor) -> Observations:
+    def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
+        """Tasks with episode state are refused by :func:`make_batched_task`: nothing to draw."""
+
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> Observations:
         """The task's observations of ``states`` as episode starts."""
         found = []
         for state in states.numpy():
@@ -326,10 +394,16 @@ def assign_rows(observations: Observations, mask: np.ndarray, rows: Observations
         observations[mask] = rows
 
 
-def make_batched_task(bridge: TaskBridge, native: bool = True) -> BatchedTask:
-    """The torch-native implementation of the bridge's task if there is one, else the loop."""
+def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1) -> BatchedTask:
+    """The torch-native implementation of the bridge's task if there is one, else the loop.
+
+    :raises InputError: for a task without a native implementation whose episodes carry
+        state outside ``(qpos, qvel)``: one shared physics cannot hold one per env.
+    """
     if native and isinstance(bridge, DmControlTask):
         try:
+            if bridge.domain == "reacher" and bridge.task_name in ("easy", "hard"):
+                return ReacherReach(bridge, num_envs)
             if bridge.domain == "acrobot":
                 return AcrobotBalance(bridge, sparse=bridge.task_name == "swingup_sparse")
             if bridge.domain == "pendulum" and bridge.task_name == "swingup":
