@@ -23,6 +23,7 @@ EXPECTED_IDS = {
     "NeuralSim/cartpole-swingup-v0", "NeuralSim/cartpole-swingup_sparse-v0",
     "NeuralSim/InvertedPendulum-v5",
     "NeuralSim/Reacher-v0", "NeuralSim/reacher-easy-v0", "NeuralSim/reacher-hard-v0",
+    "NeuralSim/HalfCheetah-v5",
 }
 # NeuralSim id -> the shimmy or Gymnasium id it mirrors.
 MIRRORS = {
@@ -42,6 +43,7 @@ MIRRORS = {
     "NeuralSim/Reacher-v0": "dm_control/reacher-easy-v0",
     "NeuralSim/reacher-easy-v0": "dm_control/reacher-easy-v0",
     "NeuralSim/reacher-hard-v0": "dm_control/reacher-hard-v0",
+    "NeuralSim/HalfCheetah-v5": "HalfCheetah-v5",
 }
 DM_CONTROL_MIRRORS = sorted({m for m in MIRRORS.values() if m.startswith("dm_control/")})
 GYMNASIUM_MIRRORS = sorted({m for m in MIRRORS.values() if not m.startswith("dm_control/")})

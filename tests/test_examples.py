@@ -44,3 +44,8 @@ def test_few_shot_example_collects_real_steps_and_fine_tunes() -> None:
     out = _run("few_shot_cheetah.py", "--steps", "60", "--every", "30", "--real-steps", "20",
                "--finetune-iterations", "5", "--eval-every", "60", "--eval-episodes", "1")
     assert "60 steps: 40 real steps so far" in out and "60 steps (40 real): real return" in out
+
+
+def test_sb3_halfcheetah_v5_script_runs_with_only_the_id_changed() -> None:
+    out = _run("sac_halfcheetah_v5.py", "--steps", "60", "--eval-episodes", "1")
+    assert "trained 60 steps in neural_sim:NeuralSim/HalfCheetah-v5; real HalfCheetah-v5 return" in out

@@ -33,10 +33,12 @@ def add_snapshot(cache: Path, repo_id: str, source: Path, commit: str, refs: tup
     snapshot = repo / "snapshots" / commit
     snapshot.mkdir(parents=True)
     (repo / "blobs").mkdir(exist_ok=True)
-    for file in source.iterdir():
+    for file in (f for f in source.rglob("*") if f.is_file()):  # sub-folders too (ablation/)
         blob = repo / "blobs" / hashlib.sha256(file.read_bytes()).hexdigest()
         shutil.copyfile(file, blob)
-        (snapshot / file.name).symlink_to(blob)
+        link = snapshot / file.relative_to(source)
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(blob)
     (repo / "refs").mkdir(exist_ok=True)
     for ref in refs:
         (repo / "refs" / ref).write_text(commit)
