@@ -8,6 +8,8 @@ Layout (hub-ready)::
     reset_states.safetensors  real physics states ("states": [N, nq + nv]) for env resets
     density.safetensors       optional: the density model's weights (config in "density")
     README.md                 the model card
+    benchmark.png             optional: the benchmark's error plots
+    ablation/                 optional: the same robot, other architecture (a checkpoint)
 """
 
 from __future__ import annotations
@@ -39,6 +41,9 @@ MODEL_FILE = "model.safetensors"
 RESET_STATES_FILE = "reset_states.safetensors"
 DENSITY_FILE = "density.safetensors"
 CARD_FILE = "README.md"
+#: Optional sub-folder: a complete checkpoint of the same robot with the other architecture,
+#: trained by the same recipe on the same data (the benchmark's inductive-bias ablation).
+ABLATION_DIR = "ablation"
 REQUIRED_FILES = (CONFIG_FILE, MODEL_FILE, RESET_STATES_FILE)
 
 

@@ -158,7 +158,7 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 
 def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.checkpoints import read_config, resolve_checkpoint
+    from neural_sim.checkpoints import ABLATION_DIR, CONFIG_FILE, read_config, resolve_checkpoint
     from neural_sim.envs.ids import env_ids
     from neural_sim.model.config import to_dict
 
@@ -173,6 +173,8 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
         "integrator": to_dict(config.simulator.integrator),
         "trusted_horizon": config.trusted_horizon,
         "density": config.density is not None,
+        "ablation": (read_config(folder / ABLATION_DIR).simulator.model.architecture
+                     if (folder / ABLATION_DIR / CONFIG_FILE).is_file() else None),
         "benchmark": config.benchmark,
         "training": {k: v for k, v in config.training.items() if k != "history"},
     }

@@ -12,11 +12,11 @@ import torch
 from conftest import TINY
 
 import neural_sim
-from neural_sim.checkpoints import read_config
+from neural_sim.checkpoints import ABLATION_DIR, read_config
 from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError
 from neural_sim.model import ModelConfig
-from neural_sim.pipeline.benchmark import ABLATION_DIR, PLOT_FILE, benchmark, write_benchmark
+from neural_sim.pipeline.benchmark import PLOT_FILE, benchmark, write_benchmark
 from neural_sim.pipeline.chaos import benettin
 from neural_sim.pipeline.collect import Dataset
 from neural_sim.pipeline.train import TrainConfig, train

@@ -24,6 +24,7 @@ EXPECTED_IDS = {
     "NeuralSim/InvertedPendulum-v5",
     "NeuralSim/Reacher-v0", "NeuralSim/reacher-easy-v0", "NeuralSim/reacher-hard-v0",
     "NeuralSim/HalfCheetah-v5",
+    "NeuralSim/Hopper-v0", "NeuralSim/hopper-stand-v0", "NeuralSim/hopper-hop-v0",
 }
 # NeuralSim id -> the shimmy or Gymnasium id it mirrors.
 MIRRORS = {
@@ -44,6 +45,9 @@ MIRRORS = {
     "NeuralSim/reacher-easy-v0": "dm_control/reacher-easy-v0",
     "NeuralSim/reacher-hard-v0": "dm_control/reacher-hard-v0",
     "NeuralSim/HalfCheetah-v5": "HalfCheetah-v5",
+    "NeuralSim/Hopper-v0": "dm_control/hopper-hop-v0",
+    "NeuralSim/hopper-stand-v0": "dm_control/hopper-stand-v0",
+    "NeuralSim/hopper-hop-v0": "dm_control/hopper-hop-v0",
 }
 DM_CONTROL_MIRRORS = sorted({m for m in MIRRORS.values() if m.startswith("dm_control/")})
 GYMNASIUM_MIRRORS = sorted({m for m in MIRRORS.values() if not m.startswith("dm_control/")})
@@ -79,7 +83,7 @@ def test_spaces_are_identical_to_shimmy(env_id: str) -> None:
 # Contact solvers warm-start from the previous step's accelerations, which (qpos, qvel)
 # do not carry: after a reset from the same state the oracle and shimmy differ in float
 # rounding (about 1e-13 after 200 cheetah steps). Robots without contacts match bit for bit.
-ORACLE_TOLERANCE = {"cheetah": 1e-9}
+ORACLE_TOLERANCE = {"cheetah": 1e-9, "hopper": 1e-9, "walker": 1e-9}
 
 
 @pytest.mark.parametrize("env_id", DM_CONTROL_MIRRORS)

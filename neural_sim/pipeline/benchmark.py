@@ -26,7 +26,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from neural_sim.checkpoints import CARD_FILE, CheckpointConfig, load_simulator, read_config, write_config
+from neural_sim.checkpoints import (
+    ABLATION_DIR,
+    CARD_FILE,
+    CheckpointConfig,
+    load_simulator,
+    read_config,
+    write_config,
+)
 from neural_sim.errors import NeuralSimError
 from neural_sim.model.config import to_dict
 from neural_sim.model.simulator import Simulator
@@ -37,8 +44,6 @@ from neural_sim.pipeline.evaluate import STEADY_STATE_STEP, RolloutFn, hold_last
 from neural_sim.robots import data_source, make_task_bridge
 
 DEFAULT_HORIZONS = (3, 16, 100)
-#: Sub-folder of a checkpoint holding its architecture ablation (a complete checkpoint).
-ABLATION_DIR = "ablation"
 #: File name of the benchmark plot, beside ``config.json`` when written with ``--write``.
 PLOT_FILE = "benchmark.png"
 
