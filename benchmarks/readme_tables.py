@@ -51,7 +51,7 @@ def accuracy_table() -> str:
             notes.append(f"Largest Lyapunov exponent of {name}: model {lyapunov['model']:.4f} 1/s, MuJoCo "
                          f"{lyapunov['mujoco']:.4f} 1/s ({lyapunov['protocol']}; {lyapunov['trajectories']} "
                          "trajectories).")
-    return "\n".join(rows + ([""] + notes if notes else []))
+    return "\n".join(rows + (["", *notes] if notes else []))
 
 
 def density_table() -> str:
