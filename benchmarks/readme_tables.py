@@ -27,6 +27,11 @@ def shipped() -> list[tuple[str, dict]]:
     return [(p.name, json.loads((p / "config.json").read_text())) for p in folders]
 
 
+def mse(value: float) -> str:
+    """An MSE for the table; NaN means some open-loop rollouts diverged."""
+    return "diverged" if value != value else f"{value:.2e}"
+
+
 def accuracy_table() -> str:
     rows = ["| robot | architecture | H=3 | H=16 | H=100 | ablation H=16 / H=100 | hold-last-state H=16 "
             "| paper MoSim H=16 / H=100 | target H=16 / H=100 | trusted horizon (steps) | training |",
@@ -38,12 +43,12 @@ def accuracy_table() -> str:
             continue  # not benchmarked yet
         h = bench["horizons"]
         ablation = bench.get("ablation")
-        other = (f"{h['16']['ablation_mse']:.2e} / {h['100']['ablation_mse']:.2e} ({ablation['architecture']})"
+        other = (f"{mse(h['16']['ablation_mse'])} / {mse(h['100']['ablation_mse'])} ({ablation['architecture']})"
                  if ablation else "-")
         training = config["training"]
         cost = f"{training['wall_time_s'] / 60:.0f} min, {training['samples'] / 1e6:.0f}M samples"
-        rows.append(f"| {name} | {config['simulator']['model']['architecture']} | {h['3']['mse']:.2e} | "
-                    f"{h['16']['mse']:.2e} | {h['100']['mse']:.2e} | {other} | "
+        rows.append(f"| {name} | {config['simulator']['model']['architecture']} | {mse(h['3']['mse'])} | "
+                    f"{mse(h['16']['mse'])} | {mse(h['100']['mse'])} | {other} | "
                     f"{h['16']['hold_last_state_mse']:.3g} | {PAPER.get(name, '-')} | {TARGET.get(name, '-')} | "
                     f"{config['trusted_horizon']} | {cost} |")
         if "lyapunov" in bench and name == "acrobot":
