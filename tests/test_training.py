@@ -141,7 +141,9 @@ def test_bad_recipes_are_reported(tmp_path: Path) -> None:
     bad.write_text(json.dumps({"robot": "acrobot", "train": {"iterationz": 5}}))
     with pytest.raises(NeuralSimError, match=r"unknown keys \['iterationz'\]"):
         load_recipe(bad)
-    staged = load_recipe("hopper")
+    staged_file = tmp_path / "staged.json"
+    staged_file.write_text(json.dumps({"robot": "hopper", "train": {"iterations": 30, "stages": [10, 20]}}))
+    staged = load_recipe(staged_file)
     with pytest.raises(NeuralSimError, match="give --stages"):
         with_overrides(staged, iterations=100)
 
