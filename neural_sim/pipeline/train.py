@@ -278,8 +278,7 @@ def train(
                 for group in optimiser.param_groups:
                     group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * within / stage.iterations))
                 batch = torch.randint(len(starts), (config.batch_size,), generator=generator)
-                predicted = simulator.predict(starts[batch], actions[batch])
-                loss = (((predicted - targets[batch]) / delta_std) ** 2).mean()
+                loss = one_step_loss(simulator, starts[batch], actions[batch], targets[batch], delta_std)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(stage.parameters, config.grad_clip)
@@ -482,6 +481,14 @@ def _restore_run(saved: dict[str, Any], field: VectorField, generator: torch.Gen
     )
 
 
+def one_step_loss(
+    simulator: Simulator, starts: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """The training loss: one-step error per dimension over ``scale`` (the spread of the
+    one-step change), squared and averaged."""
+    return (((simulator.predict(starts, actions) - targets) / scale) ** 2).mean()
+
+
 def _reset_states(dataset: Dataset, rng: np.random.Generator) -> np.ndarray:
     """A random subset of the data's real states, for environment resets."""
     states = dataset.states.reshape(-1, dataset.states.shape[-1])
@@ -513,7 +520,7 @@ def fine_tune(
     field = simulator.field
 
     def loss_of(rows: torch.Tensor | slice) -> torch.Tensor:
-        return (((simulator.predict(x[rows], u[rows]) - y[rows]) / scale) ** 2).mean()
+        return one_step_loss(simulator, x[rows], u[rows], y[rows], scale)
 
     with torch.no_grad():
         before = float(loss_of(slice(None)))
