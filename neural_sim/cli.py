@@ -227,10 +227,12 @@ def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
         ablation=args.ablation, lyapunov=not args.no_lyapunov,
     )
     ablation = results.get("ablation")
-    columns = ["model MSE", "hold-last-state"] + ([f"ablation ({ablation['architecture']})"] if ablation else [])
+    columns = ["model MSE", "fast path (env) MSE", "hold-last-state"] + (
+        [f"ablation ({ablation['architecture']})"] if ablation else [])
     print(f"{'H':>5} " + " ".join(f"{c:>20}" for c in columns))
     for h, row in results["horizons"].items():
-        values = [row["mse"], row["hold_last_state_mse"]] + ([row["ablation_mse"]] if ablation else [])
+        values = [row["mse"], row["fast_path_mse"], row["hold_last_state_mse"]] + (
+            [row["ablation_mse"]] if ablation else [])
         print(f"{h:>5} " + " ".join(f"{v:>20.4g}" for v in values))
     if ablation:
         print(f"ablation: {ablation['command']} ({ablation['wall_time_s']} s)")

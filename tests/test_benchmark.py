@@ -46,6 +46,9 @@ def test_benchmark_compares_model_baselines_and_ablation_on_the_same_windows(wit
             # The overall MSE is the mean over dimensions of the per-dimension MSE.
             assert row[f"{prefix}mse" if prefix else "mse"] == pytest.approx(np.mean(per_dim), rel=1e-9)
         assert row["ablation_mse"] != row["mse"]
+        # The path environments step gives the reference integrator's figures.
+        assert row["fast_path_relative_difference"] < 0.01
+        assert row["fast_path_mse"] == pytest.approx(row["mse"], rel=0.01)
     curves = results["error_vs_step"]
     assert curves["horizon"] == 16 and len(curves["model"]) == 16 and len(curves["ablation"]) == 16
     assert np.mean(curves["hold_last_state"]) == pytest.approx(results["horizons"]["16"]["hold_last_state_mse"])

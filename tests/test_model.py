@@ -248,3 +248,28 @@ def test_fused_field_computes_the_same_accelerations_as_the_mosim_field() -> Non
         context = field.encode_action(u)
         torch.testing.assert_close(fused.acceleration(q, v, context), field.acceleration(q, v, context),
                                    rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("angles", [(0,), ()])
+def test_fused_residual_field_computes_the_same_state_derivative_as_the_residual_field(
+    angles: tuple[int, ...],
+) -> None:
+    from neural_sim.model.config import Normalisation
+    from neural_sim.model.dynamics import ResidualField
+    from neural_sim.model.fused import FusedResidualField
+
+    torch.manual_seed(2)
+    # Every folded constant differs from the identity: lag, means, stds, action bounds.
+    layout = StateLayout(nq=3, nv=3, nu=2, dt=0.01, action_low=(-1.0, -2.0), action_high=(3.0, 2.0),
+                         angle_qpos=angles, invariant_qpos=(2,), velocity_lag=0.01)
+    norm = Normalisation(q_mean=(0.3, -0.5, 2.0), q_std=(1.5, 0.2, 3.0), v_mean=(0.1, -1.0, 0.5),
+                         v_std=(2.0, 4.0, 0.5), acc_std=(10.0, 3.0, 0.7))
+    field = ResidualField(layout, norm, ModelConfig(architecture="residual", residual=NetworkConfig(2, 32)))
+    with torch.no_grad():
+        field.network.output.weight.normal_()  # not the near-zero initial output
+    fused = FusedResidualField(field)
+    states = torch.randn(9, 6) * 2
+    actions = torch.rand(9, 2) * torch.tensor([4.0, 4.0]) - torch.tensor([1.0, 2.0])
+    with torch.no_grad():
+        expected = field(states, field.encode_action(actions))
+        torch.testing.assert_close(fused(states, fused.encode_action(actions)), expected, rtol=1e-5, atol=1e-5)

@@ -1,11 +1,15 @@
-"""Inference-time layout of a MoSim field: its networks side by side as batched matmuls.
+"""Inference-time layouts of the vector fields: the same functions in fewer tensor operations.
 
-At batch 1 on a CPU, a step's cost is the number of tensor operations, not arithmetic. The
-position encoder, state encoder and correctors of a MoSim field see overlapping inputs and
-usually share a width, so their first layers and their common residual blocks run as one
-``baddbmm`` per layer over a stacked weight tensor (inputs a network does not see get zero
-weights). Deeper networks finish their remaining blocks and every network its output layer
-on its own. Same function, about half the operations.
+At batch 1 on a CPU, a step's cost is the number of tensor operations, not arithmetic.
+
+- :class:`FusedMoSimField`: the position encoder, state encoder and correctors of a MoSim
+  field see overlapping inputs and usually share a width, so their first layers and their
+  common residual blocks run as one ``baddbmm`` per layer over a stacked weight tensor
+  (inputs a network does not see get zero weights). Deeper networks finish their remaining
+  blocks and every network its output layer on its own. About half the operations.
+- :class:`FusedResidualField`: the input standardisation, the (sin, cos) selection and the
+  action scaling are folded into the first layer's weights, and the output scaling, the
+  velocity lag and the assembly of ``d(q, v)/dt`` into the last. About 40% fewer operations.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from neural_sim.model.dynamics import MoSimField, VectorField
+from neural_sim.model.dynamics import MoSimField, ResidualField, VectorField
 from neural_sim.model.networks import ResNet
 
 _ACTIVATIONS = {"softplus": nn.functional.softplus, "swish": nn.functional.silu}
@@ -96,3 +100,69 @@ class FusedMoSimField(VectorField):
                 outputs.append(net(x[..., self._spans[k]]))
         return field.combine(outputs[0], outputs[1] + action_force, outputs[2:])
 
+
+
+class FusedResidualField(VectorField):
+    """A :class:`ResidualField` with its affine pre- and post-processing folded into its
+    first and last layers (inference only; weights copied at construction, folded in float64).
+
+    The first layer reads ``[sin(state), cos(state), state, u]`` in raw units: columns of
+    coordinates a feature does not use are zero (sin/cos of non-angles, raw angles and
+    translation-invariant positions). The last layer reads ``[hidden, state]`` and returns
+    ``d(q, v)/dt = (v + lag * a, a)`` directly.
+    """
+
+    def __init__(self, field: ResidualField) -> None:
+        super().__init__(field.layout, field.normalisation)
+        layout, features, net = field.layout, field.features, field.network
+        nq, nv, nu, n = layout.nq, layout.nv, layout.nu, layout.state_size
+        angle, linear = features.angle_idx.tolist(), features.linear_idx.tolist()
+        self.uses_angles = bool(angle)
+        weight = net.input.weight.detach().double()  # columns: sin, cos, linear q, v, scaled u
+        width = weight.shape[0]
+        offset = 2 * n if self.uses_angles else 0
+        folded = torch.zeros(width, offset + n + nu, dtype=torch.float64)
+        bias = net.input.bias.detach().double().clone()
+
+        def fold(columns: torch.Tensor, targets: list[int], mean: torch.Tensor, std: torch.Tensor) -> None:
+            # W (x - mean) / std  ==  (W / std) x - (W / std) mean
+            scaled = columns / std.double()
+            folded[:, targets] = scaled
+            bias.sub_(scaled @ mean.double())
+
+        na = len(angle)
+        if self.uses_angles:
+            folded[:, angle] = weight[:, :na]
+            folded[:, [n + i for i in angle]] = weight[:, na : 2 * na]
+        nl = len(linear)
+        fold(weight[:, 2 * na : 2 * na + nl], [offset + i for i in linear], features.q_mean, features.q_std)
+        fold(weight[:, 2 * na + nl : 2 * na + nl + nv], [offset + nq + i for i in range(nv)],
+             features.v_mean, features.v_std)
+        fold(weight[:, 2 * na + nl + nv :], [offset + n + i for i in range(nu)],
+             features.u_center, features.u_half_range)
+        self.register_buffer("input_weight", folded.T.float().contiguous())
+        self.register_buffer("input_bias", bias.float())
+        self.blocks = net.blocks
+        # d(q, v)/dt = [h, state] @ output_weight + output_bias, with a = acc_std * (W h + b).
+        acc_std = field.acc_std.double()
+        w_out, b_out = net.output.weight.detach().double(), net.output.bias.detach().double()
+        acc_weight, acc_bias = acc_std.unsqueeze(-1) * w_out, acc_std * b_out
+        lag = layout.velocity_lag
+        output_weight = torch.zeros(width + n, n, dtype=torch.float64)
+        output_weight[:width, :nq] = lag * acc_weight.T
+        output_weight[:width, nq:] = acc_weight.T
+        output_weight[width + nq + torch.arange(nv), torch.arange(nv)] = 1.0  # dq/dt picks up v
+        self.register_buffer("output_weight", output_weight.float())
+        self.register_buffer("output_bias", torch.cat([lag * acc_bias, acc_bias]).float())
+        self.act = net.act
+
+    def encode_action(self, u: torch.Tensor) -> torch.Tensor:
+        """The raw action: its scaling lives in the first layer."""
+        return u
+
+    def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        """``d state / dt``, as :meth:`ResidualField.forward` with ``context`` the raw action."""
+        parts = [torch.sin(state), torch.cos(state), state, context] if self.uses_angles else [state, context]
+        h = self.act(torch.addmm(self.input_bias, torch.cat(parts, dim=-1), self.input_weight))
+        h = self.blocks(h)
+        return torch.addmm(self.output_bias, torch.cat([h, state], dim=-1), self.output_weight)

@@ -34,8 +34,7 @@ class TracedFunction:
     @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Run the (re)traced module on ``inputs``."""
-        stale = any(p._version != v for p, v in zip(self._params, self._versions, strict=True))
-        if self._module is None or stale:
+        if self._module is None or [p._version for p in self._params] != self._versions:
             self._params = list(self._watch.parameters())
             self._module = _trace(self._build().eval(), inputs)
             self._versions = [p._version for p in self._params]

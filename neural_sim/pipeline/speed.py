@@ -57,7 +57,10 @@ def sac_update_ms(env_id: str, repeats: int) -> float:
     """Median time of one SB3 SAC gradient step (batch 256, default MLPs)."""
     from stable_baselines3 import SAC
 
-    model = SAC("MultiInputPolicy", gym.make(env_id), learning_starts=300, seed=0, verbose=0)
+    # Flattened observations: the same network as MultiInputPolicy's, for any observation
+    # space (walker's 0-d height and Gymnasium robots' plain boxes included).
+    env = gym.wrappers.FlattenObservation(gym.make(env_id))
+    model = SAC("MlpPolicy", env, learning_starts=300, seed=0, verbose=0)
     model.learn(total_timesteps=301)  # fills the replay buffer
     updates = 20
     return 1000 * _median_time(lambda: model.train(gradient_steps=updates, batch_size=256), repeats) / updates
