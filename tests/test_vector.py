@@ -42,6 +42,10 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
     np.testing.assert_allclose(found[1], expected[1], rtol=0, atol=1e-6)
     np.testing.assert_array_equal(found[2], expected[2])
     assert 0 < expected[1].mean() < 1  # both in-target and off-target states were tested
+    # Traced task functions serve other batch sizes than the one they were traced at.
+    for n in (1, 7):
+        np.testing.assert_allclose(native.step(previous[:n], actions[:n], states[:n])[1], expected[1][:n],
+                                   rtol=0, atol=1e-6)
     reset_expected, reset_found = reference.observations(states), native.observations(states)
     for key in reset_expected:
         np.testing.assert_allclose(reset_found[key], reset_expected[key], rtol=0, atol=1e-6)

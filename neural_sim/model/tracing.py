@@ -56,3 +56,17 @@ def _trace(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
             return torch.jit.optimize_for_inference(torch.jit.freeze(traced))
     except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
         return module
+
+
+def trace_function(function: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> Callable[..., torch.Tensor]:
+    """``function`` (a pure tensor function whose operations do not depend on its inputs'
+    values) as a TorchScript trace made on ``inputs``; ``function`` itself where tracing
+    is unavailable. Batch sizes may differ from the example's when no operation reads a
+    size as a Python number."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates jit.trace
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return torch.jit.trace(function, inputs, check_trace=False)
+    except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
+        return function
