@@ -107,11 +107,50 @@ def speed_table() -> str:
     return "\n".join(rows)
 
 
+def rl_table() -> str:
+    """Zero-shot results: one row per ``benchmarks/results/rl/*.json`` (``neural-sim rl``'s
+    ``results.json``, copied). Mean +- std over seeds of the last evaluation's real return."""
+    import statistics
+
+    rows = ["| real task | agent, steps | seeds | trained in NeuralSim: final real return | trained in the real env "
+            "| ratio | best of NeuralSim curve | wall time per run (min) | command |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted((ROOT / "benchmarks" / "results" / "rl").glob("*.json")):
+        results = json.loads(path.read_text())
+        finals: dict[str, dict[str, float]] = {}
+        walls: list[float] = []
+        for variant, runs in results["runs"].items():
+            finals[variant] = {seed: run["evaluations"][-1]["mean"] for seed, run in runs.items() if run["evaluations"]}
+            walls += [run["wall_time_s"] / 60 for run in runs.values()]
+
+        def cell(values: list[float]) -> str:
+            if not values:
+                return "not run"
+            spread = statistics.stdev(values) if len(values) > 1 else 0.0
+            return f"{statistics.mean(values):.0f} +- {spread:.0f}"
+
+        by_seed_neural, by_seed_real = finals.get("neural_sim", {}), finals.get("real", {})
+        neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
+        # The ratio compares like with like: the seeds run in both variants.
+        both = sorted(set(by_seed_neural) & set(by_seed_real))
+        real_mean = statistics.mean(by_seed_real[s] for s in both) if both else 0.0
+        ratio = (f"{statistics.mean(by_seed_neural[s] for s in both) / real_mean:.2f}" if real_mean > 0 else "-")
+        summary = results.get("summary", {}).get("neural_sim", {})
+        best = f"{summary['best']:.0f}" if "best" in summary else "-"
+        penalty = f", density penalty {results['density_penalty']}" if results["density_penalty"] else ""
+        seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
+        rows.append(f"| `{results['real_env_id']}`{penalty} | {results['algo'].upper()}, {results['steps']:,} "
+                    f"| {', '.join(map(str, seeds))} | {cell(neural)} (n={len(neural)}) | {cell(real)} (n={len(real)}) "
+                    f"| {ratio} | {best} | {statistics.mean(walls):.0f} | `{results['command']}` |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
     for tag, table in (("benchmark-table", accuracy_table()), ("density-table", density_table()),
-                       ("flow-comparison", flow_table()), ("speed-table", speed_table())):
+                       ("flow-comparison", flow_table()), ("speed-table", speed_table()),
+                       ("rl-table", rl_table())):
         text = re.sub(f"<!-- {tag} -->.*?<!-- /{tag} -->", f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->", text,
                       flags=re.S)
     readme.write_text(text)
