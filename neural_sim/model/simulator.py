@@ -198,7 +198,8 @@ class Simulator:
             field = FusedMoSimField(field)
         elif isinstance(field, ResidualField):
             field = FusedResidualField(field)
-        return _FixedStepRK4(field, self.dt, self.config.integrator.substeps)
+        # The fused layouts build their tensors on the CPU: follow the field's device.
+        return _FixedStepRK4(field, self.dt, self.config.integrator.substeps).to(self.device)
 
     # -- input checking ---------------------------------------------------------------
     def _check_inputs(
