@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import TypeVar
 
 import numpy as np
@@ -43,6 +44,17 @@ class _FixedStepRK4(torch.nn.Module):
             k4 = self.field(torch.add(y, k1 - k2 + k3, alpha=h), context)
             y = torch.add(y, torch.add(torch.add(k1, k2 + k3, alpha=3), k4), alpha=h / 8)
         return y
+
+
+def _rollout(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], states: torch.Tensor,
+             actions: torch.Tensor) -> torch.Tensor:
+    """``[B, H, S]`` states reached by ``step`` from ``states`` under ``actions`` ``[B, H, nu]``."""
+    outputs = []
+    current = states
+    for t in range(actions.shape[1]):
+        current = step(current, actions[:, t])
+        outputs.append(current)
+    return torch.stack(outputs, dim=1)
 
 
 class Simulator:
@@ -152,22 +164,12 @@ class Simulator:
 
     def predict_rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``[B, H, nq + nv]`` open-loop rollout on tensors; no input checks."""
-        outputs = []
-        current = states
-        for t in range(actions.shape[1]):
-            current = self.predict(current, actions[:, t])
-            outputs.append(current)
-        return torch.stack(outputs, dim=1)
+        return _rollout(self.predict, states, actions)
 
     @torch.no_grad()
     def fast_rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """:meth:`predict_rollout` through :meth:`fast_predict`: the path environments take."""
-        outputs = []
-        current = states
-        for t in range(actions.shape[1]):
-            current = self.fast_predict(current, actions[:, t])
-            outputs.append(current)
-        return torch.stack(outputs, dim=1)
+        return _rollout(self.fast_predict, states, actions)
 
     @torch.no_grad()
     def fast_predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -58,7 +58,9 @@ def _trace(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
         return module
 
 
-def trace_function(function: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]) -> Callable[..., torch.Tensor]:
+def trace_function(
+    function: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]
+) -> Callable[..., torch.Tensor]:
     """``function`` (a pure tensor function whose operations do not depend on its inputs'
     values) as a TorchScript trace made on ``inputs``; ``function`` itself where tracing
     is unavailable. Batch sizes may differ from the example's when no operation reads a

@@ -121,7 +121,8 @@ def benchmark(
                 float(x) for x in errors.mean((0, 1))]
             if h == max(horizons) and name != "fast_path":
                 curves[name] = [float(x) for x in errors.mean((0, 2))]
-        row["fast_path_relative_difference"] = abs(row["fast_path_mse"] - row["mse"]) / row["mse"] if row["mse"] else 0.0
+        difference = abs(row["fast_path_mse"] - row["mse"])
+        row["fast_path_relative_difference"] = difference / row["mse"] if row["mse"] else difference
         results[str(h)] = row
 
     report: dict[str, Any] = {
