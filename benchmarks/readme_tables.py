@@ -107,12 +107,28 @@ def speed_table() -> str:
     return "\n".join(rows)
 
 
+LAST_EVALUATIONS = 3
+
+
+def rl_command(results: dict, seeds: list[int], name: str) -> str:
+    """The one ``neural-sim rl`` command that makes these results (seeds may have been run one
+    command at a time into the same folder; finished seeds are kept, so it is the same)."""
+    penalty = f" --density-penalty {results['density_penalty']}" if results["density_penalty"] else ""
+    return (f"neural-sim rl {results['env_id']} --algo {results['algo']} --steps {results['steps']} "
+            f"--eval-every {results['eval_every']} --eval-episodes {results['eval_episodes']}{penalty} "
+            f"--seeds {' '.join(map(str, seeds))} --out runs/rl-{name}")
+
+
 def rl_table() -> str:
     """Zero-shot results: one row per ``benchmarks/results/rl/*.json`` (``neural-sim rl``'s
-    ``results.json``, copied). Mean +- std over seeds of the last evaluation's real return."""
+    ``results.json``, copied). Per seed, the real return averaged over the last
+    ``LAST_EVALUATIONS`` evaluations (single evaluations of a half-trained agent swing
+    widely); mean +- std over seeds."""
     import statistics
 
-    rows = ["| real task | agent, steps | seeds | trained in NeuralSim: final real return | trained in the real env "
+    last = LAST_EVALUATIONS
+    rows = [f"| real task | agent, steps | seeds | trained in NeuralSim: real return, last {last} evaluations "
+            "| trained in the real env "
             "| ratio | best of NeuralSim curve | wall time per run (min) | command |",
             "|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((ROOT / "benchmarks" / "results" / "rl").glob("*.json")):
@@ -120,7 +136,8 @@ def rl_table() -> str:
         finals: dict[str, dict[str, float]] = {}
         walls: list[float] = []
         for variant, runs in results["runs"].items():
-            finals[variant] = {seed: run["evaluations"][-1]["mean"] for seed, run in runs.items() if run["evaluations"]}
+            finals[variant] = {seed: statistics.mean(e["mean"] for e in run["evaluations"][-LAST_EVALUATIONS:])
+                               for seed, run in runs.items() if run["evaluations"]}
             walls += [run["wall_time_s"] / 60 for run in runs.values()]
 
         def cell(values: list[float]) -> str:
@@ -141,7 +158,7 @@ def rl_table() -> str:
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
         rows.append(f"| `{results['real_env_id']}`{penalty} | {results['algo'].upper()}, {results['steps']:,} "
                     f"| {', '.join(map(str, seeds))} | {cell(neural)} (n={len(neural)}) | {cell(real)} (n={len(real)}) "
-                    f"| {ratio} | {best} | {statistics.mean(walls):.0f} | `{results['command']}` |")
+                    f"| {ratio} | {best} | {statistics.mean(walls):.0f} | `{rl_command(results, seeds, path.stem)}` |")
     return "\n".join(rows)
 
 
