@@ -171,7 +171,6 @@ class Simulator:
         """:meth:`predict_rollout` through :meth:`fast_predict`: the path environments take."""
         return _rollout(self.fast_predict, states, actions)
 
-    @torch.no_grad()
     def fast_predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """:meth:`predict` without autograd, through a traced graph when the integrator is rk4.
 
@@ -182,7 +181,8 @@ class Simulator:
         dopri5 runs through torchdiffeq as in :meth:`predict`.
         """
         if self.config.integrator.method != "rk4":
-            return self.predict(states, actions)
+            with torch.no_grad():
+                return self.predict(states, actions)
         threads = torch.get_num_threads()
         if threads == 1 or states.shape[0] > _SMALL_BATCH or self.device.type != "cpu":
             return self._fast_step(states, actions)

@@ -31,9 +31,11 @@ class TracedFunction:
         self._params: list[nn.Parameter] = []
         self._versions: list[int] = []
 
-    @torch.no_grad()
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
-        """Run the (re)traced module on ``inputs``."""
+        """Run the (re)traced module on ``inputs`` (without autograd)."""
+        if torch.is_grad_enabled():  # checked first: a no_grad context per call costs a few us
+            with torch.no_grad():
+                return self(*inputs)
         if self._module is None or [p._version for p in self._params] != self._versions:
             self._params = list(self._watch.parameters())
             self._module = _trace(self._build().eval(), inputs)
