@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import statistics
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,8 +125,6 @@ def rl_table() -> str:
     ``results.json``, copied). Per seed, the real return averaged over the last
     ``LAST_EVALUATIONS`` evaluations (single evaluations of a half-trained agent swing
     widely); mean +- std over seeds."""
-    import statistics
-
     last = LAST_EVALUATIONS
     rows = [f"| real task | agent, steps | seeds | trained in NeuralSim: real return, last {last} evaluations "
             "| trained in the real env "

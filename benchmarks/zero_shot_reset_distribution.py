@@ -23,19 +23,17 @@ import torch
 
 import neural_sim  # noqa: F401  (registers the NeuralSim ids)
 from neural_sim.rl import RealEnvEvaluation, real_env_id
-from neural_sim.rl.evaluation import make_real_env
 from neural_sim.rl.zero_shot import make_agent
 
 
-def stock_initial_states(real_id: str, count: int, seed: int) -> np.ndarray:
-    """``[count, nq + nv]`` states the real env starts its episodes from."""
-    env = make_real_env(real_id)
+def stock_initial_states(env_id: str, count: int, seed: int) -> np.ndarray:
+    """``[count, nq + nv]`` states the real task starts its episodes from (the task's own
+    ``initialize_episode``, seeded ``seed``, ``seed + 1``, ... as shimmy seeds it)."""
+    bridge = gym.make(env_id).unwrapped.bridge
     states = []
     for i in range(count):
-        env.reset(seed=seed + i)
-        physics = env.unwrapped._env.physics  # shimmy's dm_control env
-        states.append(np.concatenate([physics.data.qpos, physics.data.qvel]))
-    env.close()
+        bridge.seed(seed + i)
+        states.append(bridge.reset_random())
     return np.array(states)
 
 
@@ -51,7 +49,7 @@ def main() -> None:
     torch.set_num_threads(1)
 
     real_id = real_env_id(args.env_id)
-    starts = stock_initial_states(real_id, 4096, seed=50_000)  # seeds apart from training and scoring
+    starts = stock_initial_states(args.env_id, 4096, seed=50_000)  # seeds apart from training and scoring
     env = gym.make(args.env_id, reset_states=starts)
     env.reset(seed=args.seed)
     agent = make_agent("sac", env, args.seed, "cpu", learning_starts=min(1000, args.steps // 2))
