@@ -77,6 +77,22 @@ def test_zero_shot_records_both_variants_resumes_and_plots(tmp_path: Path) -> No
         zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **{**settings, "steps": 90}, **QUIET)
 
 
+def test_seeds_run_at_once_into_one_folder_keep_each_others_runs(tmp_path: Path) -> None:
+    settings = {"steps": 20, "eval_every": 20, "eval_episodes": 1, "reference": False, "progress": False}
+    other, shared = tmp_path / "other", tmp_path / "shared"
+    zero_shot("NeuralSim/Pendulum-v0", seeds=(0,), out=other, log=lambda _: None, **settings)
+
+    def seed_zero_finishes_meanwhile(_: str) -> None:
+        # Another process (seed 0) saves into the folder after this one (seed 1) loaded it.
+        (shared / RESULTS_FILE).write_text((other / RESULTS_FILE).read_text())
+
+    results = zero_shot("NeuralSim/Pendulum-v0", seeds=(1,), out=shared, log=seed_zero_finishes_meanwhile,
+                        **settings)
+    saved = json.loads((shared / RESULTS_FILE).read_text())
+    assert sorted(saved["runs"]["neural_sim"]) == ["0", "1"] == sorted(results["runs"]["neural_sim"])
+    assert saved["summary"]["neural_sim"]["seeds"] == [0, 1]
+
+
 def test_rl_command_trains_with_the_density_penalty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["rl", "NeuralSim/Pendulum-v0", "--steps", "40", "--seeds", "1", "--eval-every", "40",
             "--eval-episodes", "1", "--density-penalty", "1.0", "--no-reference", "--no-progress",

@@ -18,6 +18,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
+from filelock import FileLock
 from gymnasium import spaces
 from sb3_contrib import TQC
 from stable_baselines3 import SAC
@@ -194,5 +195,18 @@ def _load_results(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | No
 
 
 def _save(folder: Path, results: dict[str, Any]) -> None:
+    """Write ``results``, first taking in runs that another process (another seed run into
+    the same folder) has saved since we loaded; ``results`` is updated in place."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / RESULTS_FILE).write_text(json.dumps(results, indent=1) + "\n")
+    path = folder / RESULTS_FILE
+    with FileLock(str(path) + ".lock"):
+        if path.is_file():
+            on_disk = json.loads(path.read_text())
+            for variant, runs in on_disk.get("runs", {}).items():
+                for seed, run in runs.items():
+                    results["runs"].setdefault(variant, {}).setdefault(seed, run)
+            if "summary" in results:
+                results["summary"] = summarise(results)
+        staging = path.with_suffix(".json.tmp")
+        staging.write_text(json.dumps(results, indent=1) + "\n")
+        staging.replace(path)  # atomic: a reader never sees half a file
