@@ -259,7 +259,8 @@ def _cmd_rl(args: argparse.Namespace, argv: Sequence[str]) -> None:
     _set_threads(args.threads)
     results = zero_shot(
         args.env_id, args.algo, args.steps, tuple(args.seeds), args.eval_every, args.eval_episodes,
-        args.density_penalty, reference=not args.no_reference, device=args.device, out=args.out,
+        args.density_penalty, reference=not args.no_reference, reset_from=args.reset_from, device=args.device,
+        out=args.out,
         command=_command_line(argv), progress=not args.no_progress,
     )
     for variant, row in results["summary"].items():
@@ -269,6 +270,27 @@ def _cmd_rl(args: argparse.Namespace, argv: Sequence[str]) -> None:
     ratio = results["summary"].get("final_ratio_neural_over_real")
     if ratio is not None:
         print(f"NeuralSim-trained / real-trained final return: {ratio:.2f}")
+    print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png")
+
+
+def _cmd_few_shot(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.rl import few_shot
+
+    _set_threads(args.threads)
+    results = few_shot(
+        args.env_id, args.reference, args.algo, args.steps, tuple(args.seeds), args.every, args.real_steps,
+        args.finetune_iterations, args.density_penalty, device=args.device, out=args.out,
+        command=_command_line(argv), progress=not args.no_progress,
+    )
+    summary = results["summary"]
+    print(f"target: {summary['target_return']:.1f}, the real-trained agent's return after "
+          f"{summary['reference_real_samples']:,} real samples (seeds {summary['reference_seeds']})")
+    if "final" in summary:
+        print(f"few-shot (seeds {summary['seeds']}): final real return {summary['final']:.1f} after "
+              f"{summary['real_samples'][-1]:,} real samples, best {summary['best']:.1f}")
+    needed = summary.get("real_samples_to_target")
+    print(f"reached the target with {needed:,} real samples: {summary['fewer_real_samples']:.1f}x fewer"
+          if needed else "the few-shot agents did not reach the target")
     print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png")
 
 
@@ -387,11 +409,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-episodes", type=int, default=10, help="full-length real episodes per evaluation")
     p.add_argument("--density-penalty", type=float, default=0.0, help="density penalty weight (default 0: off)")
     p.add_argument("--no-reference", action="store_true", help="skip the agent trained on the real env")
+    p.add_argument("--reset-from", choices=["buffer", "task"], default="buffer",
+                   help="where NeuralSim episodes start: the checkpoint's real-buffer states (default) or the "
+                   "stock task's initial states")
     p.add_argument("--device", default="auto", help="torch device of the agent (default: cuda if present)")
     p.add_argument("--out", type=Path, required=True, help="results folder (finished runs there are kept)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     p.set_defaults(func=_cmd_rl)
+
+    p = sub.add_parser("few-shot", help="few-shot RL: real-sample efficiency of the paper's fine-tuning loop",
+                       description="Train an agent in a NeuralSim env with the few-shot loop (real steps with "
+                       "the current policy, model fine-tuned on them, resets from them) and count the real "
+                       "samples it needs to reach the final return of the agents trained on the real env in "
+                       "a `neural-sim rl` results folder.")
+    p.add_argument("env_id", help="NeuralSim env id, e.g. NeuralSim/Cheetah-v0")
+    p.add_argument("--reference", type=Path, required=True,
+                   help="`neural-sim rl` --out folder whose real-env runs are the reference (same --algo)")
+    p.add_argument("--algo", choices=["sac", "tqc"], default="sac")
+    p.add_argument("--steps", type=int, default=50_000, help="agent steps in the learned simulator per run")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="one run per seed (default 0 1 2)")
+    p.add_argument("--every", type=int, default=5_000, help="agent steps between real collections")
+    p.add_argument("--real-steps", type=int, default=1_000, help="real-env steps per collection")
+    p.add_argument("--finetune-iterations", type=int, default=200, help="fine-tuning steps per collection")
+    p.add_argument("--density-penalty", type=float, default=0.0, help="density penalty weight (default 0: off)")
+    p.add_argument("--device", default="auto", help="torch device of the agent (default: cuda if present)")
+    p.add_argument("--out", type=Path, required=True, help="results folder (finished runs there are kept)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.set_defaults(func=_cmd_few_shot)
 
     p = sub.add_parser("list", help="shipped and cached checkpoints with their env ids")
     p.add_argument("--json", action="store_true", help="print JSON")

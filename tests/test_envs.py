@@ -195,6 +195,24 @@ def test_reset_from_a_given_state_and_from_a_user_buffer() -> None:
         assert any(np.array_equal(info["state"], row) for row in mine)
 
 
+@pytest.mark.parametrize(("env_id", "real_id"), [("NeuralSim/Reacher-v0", "dm_control/reacher-easy-v0"),
+                                              ("NeuralSim/InvertedPendulum-v5", "InvertedPendulum-v5")])
+def test_reset_from_task_starts_where_the_real_env_starts_on_the_same_seed(env_id: str, real_id: str) -> None:
+    env, real = gym.make(env_id, reset_from="task"), gym.make(real_id)
+    for seed in (3, 7):
+        obs, info = env.reset(seed=seed)
+        real_obs, _ = real.reset(seed=seed)
+        for key in (real_obs if isinstance(real_obs, dict) else [None]):
+            np.testing.assert_array_equal(obs[key] if key else obs, real_obs[key] if key else real_obs)
+        assert not any(np.array_equal(info["state"], row) for row in env.unwrapped.reset_states)
+    assert env.unwrapped.physics_twin().reset_from == "task"
+    gym_check_env(env.unwrapped, skip_render_check=True)
+    with pytest.raises(UnknownNameError, match=r"unknown reset_from 'stock'.*\['buffer', 'task'\]"):
+        NeuralSimEnv("reacher", reset_from="stock")  # type: ignore[arg-type]
+    with pytest.raises(InputError, match="exclude each other"):
+        NeuralSimEnv("reacher", reset_from="task", reset_states=env.unwrapped.reset_states)
+
+
 def test_truncation_defaults_to_the_trusted_horizon_and_can_be_overridden() -> None:
     trusted = neural_sim.checkpoints.read_config(neural_sim.checkpoints.resolve_checkpoint("pendulum")).trusted_horizon
     assert gym.spec("NeuralSim/Pendulum-v0").max_episode_steps == trusted

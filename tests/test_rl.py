@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import statistics
 from pathlib import Path
 
 import gymnasium as gym
@@ -13,7 +14,7 @@ import torch
 from neural_sim import load as neural_sim_load
 from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError, UnknownNameError
-from neural_sim.rl import RealEnvEvaluation, make_agent, real_env_id, zero_shot
+from neural_sim.rl import RealEnvEvaluation, few_shot, make_agent, real_env_id, real_sample_efficiency, zero_shot
 from neural_sim.rl.evaluation import make_real_env, score_policy
 from neural_sim.rl.zero_shot import PLOT_FILE, RESULTS_FILE
 
@@ -93,15 +94,65 @@ def test_seeds_run_at_once_into_one_folder_keep_each_others_runs(tmp_path: Path)
     assert saved["summary"]["neural_sim"]["seeds"] == [0, 1]
 
 
-def test_rl_command_trains_with_the_density_penalty(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_rl_command_trains_with_the_density_penalty_and_task_resets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     argv = ["rl", "NeuralSim/Pendulum-v0", "--steps", "40", "--seeds", "1", "--eval-every", "40",
-            "--eval-episodes", "1", "--density-penalty", "1.0", "--no-reference", "--no-progress",
-            "--out", str(tmp_path)]
+            "--eval-episodes", "1", "--density-penalty", "1.0", "--reset-from", "task", "--no-reference",
+            "--no-progress", "--out", str(tmp_path)]
     assert main(argv) == 0
     results = json.loads((tmp_path / RESULTS_FILE).read_text())
     assert results["density_penalty"] == 1.0 and results["runs"]["real"] == {}
+    assert results["reset_from"] == "task"
+    with pytest.raises(NeuralSimError, match=r"\(reset_from differ\)"):
+        zero_shot("NeuralSim/Pendulum-v0", steps=40, seeds=(1,), eval_every=40, eval_episodes=1,
+                  density_penalty=1.0, out=tmp_path, **QUIET)
     assert np.isfinite(results["runs"]["neural_sim"]["1"]["evaluations"][0]["mean"])
     assert "neural_sim: final real return" in capsys.readouterr().out
+
+
+def test_real_sample_efficiency_counts_real_samples_until_the_reference_final_return() -> None:
+    def run(points: list[tuple[int, float]], key: str) -> dict[str, object]:
+        return {"evaluations": [{key: x, "steps": x, "mean": y} for x, y in points]}
+
+    reference = {"steps": 300, "runs": {"real": {"0": run([(100, 0.0), (200, 50.0), (300, 70.0)], "steps"),
+                                                 "1": run([(100, 0.0), (200, 30.0), (300, 90.0)], "steps")}}}
+    few = {"runs": {"few_shot": {"0": run([(10, 20.0), (20, 55.0), (30, 80.0)], "real_steps"),
+                                 "1": run([(10, 20.0), (20, 65.0), (30, 40.0)], "real_steps")}}}
+    summary = real_sample_efficiency(few, reference, last_evaluations=2)
+    # Target: per seed the mean of the last 2 evaluations (60, 60), then over seeds.
+    assert summary["target_return"] == 60.0 and summary["mean_return"] == [20.0, 60.0, 60.0]
+    assert summary["real_samples_to_target"] == 20 and summary["fewer_real_samples"] == 15.0
+    never = {"runs": {"few_shot": {"0": run([(10, 1.0), (20, 2.0), (30, 3.0)], "real_steps")}}}
+    assert real_sample_efficiency(never, reference)["fewer_real_samples"] is None
+
+
+def test_few_shot_command_scores_against_a_real_env_reference(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tiny = {"steps": 40, "eval_every": 20, "eval_episodes": 1, "seeds": (0,), **QUIET}
+    zero_shot("NeuralSim/Pendulum-v0", out=tmp_path / "reference", **tiny)
+    argv = ["few-shot", "NeuralSim/Pendulum-v0", "--reference", str(tmp_path / "reference"), "--steps", "40",
+            "--every", "20", "--real-steps", "10", "--finetune-iterations", "5", "--seeds", "0",
+            "--no-progress", "--out", str(tmp_path / "few")]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "few" / RESULTS_FILE).read_text())
+    evaluations = results["runs"]["few_shot"]["0"]["evaluations"]
+    assert [(e["steps"], e["real_steps"]) for e in evaluations] == [(20, 10), (40, 20)]
+    assert [c["real_steps_total"] for c in results["runs"]["few_shot"]["0"]["collections"]] == [10, 20]
+    reference = json.loads((tmp_path / "reference" / RESULTS_FILE).read_text())
+    real_final = statistics.mean(e["mean"] for e in reference["runs"]["real"]["0"]["evaluations"][-3:])
+    assert results["summary"]["target_return"] == pytest.approx(real_final)
+    assert (tmp_path / "few" / PLOT_FILE).stat().st_size > 1000
+    assert "target: " in capsys.readouterr().out
+
+    zero_shot("NeuralSim/Pendulum-v0", out=tmp_path / "no-reference", reference=False, **tiny)
+    with pytest.raises(NeuralSimError, match="holds no runs trained on the real env"):
+        few_shot("NeuralSim/Pendulum-v0", tmp_path / "no-reference", out=tmp_path / "x", **QUIET)
+    with pytest.raises(NeuralSimError, match="algo differ"):
+        few_shot("NeuralSim/Pendulum-v0", tmp_path / "reference", algo="tqc", **QUIET)
+    with pytest.raises(NeuralSimError, match="run `neural-sim rl` first"):
+        few_shot("NeuralSim/Pendulum-v0", tmp_path / "missing", **QUIET)
 
 
 def test_evaluation_callback_refuses_bad_settings() -> None:

@@ -18,6 +18,8 @@ from neural_sim.model.simulator import Simulator
 Backend = Literal["neural", "physics"]
 BACKENDS = ("neural", "physics")
 RESET_OPTIONS = ("state",)
+ResetFrom = Literal["buffer", "task"]
+RESET_FROM = ("buffer", "task")
 
 
 class NeuralSimEnv(gym.Env[Any, np.ndarray]):
@@ -34,7 +36,9 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
 
     ## Starting State
     A state drawn (with the env's seeded RNG) from the checkpoint's real-buffer states,
-    or the caller's ``reset_states``; ``reset(options={"state": s})`` starts at ``s``.
+    or the caller's ``reset_states``; with ``reset_from="task"``, the stock task's own
+    initial state (its ``initialize_episode``, or a Gymnasium env's ``reset``).
+    ``reset(options={"state": s})`` starts at ``s``.
 
     ## Rewards
     The stock task's reward of the new state, plus ``density_penalty * penalty`` when the
@@ -54,6 +58,9 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         stepping behind the same class: the oracle that proves the bridge).
     :param reset_states: ``[N, nq + nv]`` real states to start episodes from, replacing
         the checkpoint's buffer.
+    :param reset_from: ``"buffer"`` (default: the paper's design, states met in real data,
+        which cover where an agent goes) or ``"task"`` (the stock task's initial states, the
+        distribution the real env is scored from; e.g. reacher starts at rest).
     :param integrator: override the checkpoint's integrator (``"rk4"`` or ``"dopri5"``).
     :param density_penalty: weight of the density penalty added to the task reward (0, the
         default, turns it off). ``penalty = sigmoid((log p(s, a) - c) / k) - 1`` in
@@ -87,9 +94,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         env_kwargs: dict[str, Any] | None = None,
         render_mode: str | None = None,
         render_kwargs: dict[str, Any] | None = None,
+        reset_from: ResetFrom = "buffer",
     ) -> None:
         if backend not in BACKENDS:
             raise UnknownNameError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
+        if reset_from not in RESET_FROM:
+            raise UnknownNameError(f"unknown reset_from {reset_from!r}; accepted: {list(RESET_FROM)}")
+        if reset_from == "task" and reset_states is not None:
+            raise InputError("reset_states and reset_from='task' exclude each other; give one")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InputError(f"unsupported render_mode {render_mode!r}; accepted: None, 'rgb_array'")
         parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device, revision,
@@ -101,6 +113,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         self._source = {"checkpoint": checkpoint, "task": task, "integrator": integrator, "device": device,
                         "revision": revision, "env_kwargs": env_kwargs}
         self.backend: Backend = backend
+        self.reset_from: ResetFrom = reset_from
         self._layout = layout = self.config.simulator.layout
         self.observation_space = self.bridge.observation_space
         self.action_space = self.bridge.action_space
@@ -117,7 +130,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
 
     # -- gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
-        """Start an episode from a buffer state (seeded) or ``options["state"]``."""
+        """Start an episode from a buffer state (seeded), the task's own initial state
+        (``reset_from="task"``) or ``options["state"]``."""
         super().reset(seed=seed)
         if seed is not None:
             self.bridge.seed(seed)  # the task's own randomness (a target drawn per episode)
@@ -128,6 +142,10 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         if options.get("state") is not None:
             state = check_states(np.asarray(options["state"], dtype=np.float64), "options['state']", self._layout,
                                  batched=False)
+        elif self.reset_from == "task":
+            # The stock reset leaves the physics (task episode state included) where it starts.
+            self._state = self.bridge.reset_random()
+            return self.bridge.observation(), {"state": self._state.copy()}
         else:
             state = self._reset_states[self.np_random.integers(len(self._reset_states))]
         self._state = state.copy()
@@ -180,11 +198,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         """The states episodes start from, ``[N, nq + nv]`` (a copy)."""
         return self._reset_states.copy()
 
-    def physics_twin(self) -> NeuralSimEnv:
+    def physics_twin(self, reset_from: ResetFrom | None = None) -> NeuralSimEnv:
         """The same robot and task stepped by real MuJoCo (``backend="physics"``): the same
         spaces and observations, so a policy trained here acts there unchanged, and
-        ``info["state"]`` records the real physics state of every step."""
-        return NeuralSimEnv(**self._source, backend="physics")
+        ``info["state"]`` records the real physics state of every step.
+
+        :param reset_from: where its episodes start (default: as this env's).
+        """
+        return NeuralSimEnv(**self._source, backend="physics", reset_from=reset_from or self.reset_from)
 
     # -- internals ------------------------------------------------------------------------
     @property

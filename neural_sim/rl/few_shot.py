@@ -2,7 +2,8 @@
 
 An agent trains in a NeuralSim env as usual. Every ``every`` agent steps the callback
 runs the current policy for ``real_steps`` steps in the real physics (the env's
-:meth:`~neural_sim.envs.single.NeuralSimEnv.physics_twin`), records the physics states,
+:meth:`~neural_sim.envs.single.NeuralSimEnv.physics_twin`, its episodes started from the
+stock task's initial states as the real env's are), records the physics states,
 adds them to the env's reset buffer (so model episodes start where the agent now goes),
 and fine-tunes the env's model on every real transition gathered so far. The agent
 itself is untouched: any off-the-shelf algorithm becomes model-based this way.
@@ -10,15 +11,23 @@ itself is untouched: any off-the-shelf algorithm becomes model-based this way.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import json
+import statistics
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from stable_baselines3.common.callbacks import BaseCallback
 
 from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.errors import NeuralSimError
 from neural_sim.pipeline.train import fine_tune
+from neural_sim.rl.evaluation import real_env_id
+from neural_sim.rl.zero_shot import PLOT_FILE, REAL, RESULTS_FILE, _load_results, _save, _train_and_score
+
+FEW_SHOT = "few_shot"
 
 
 class FewShotLoop(BaseCallback):
@@ -62,7 +71,7 @@ class FewShotLoop(BaseCallback):
         if not all(isinstance(env, NeuralSimEnv) and env.backend == "neural" for env in envs):
             raise NeuralSimError("FewShotLoop needs an agent training in NeuralSim envs (backend 'neural')")
         self.model_envs: list[NeuralSimEnv] = envs
-        self.real = envs[0].physics_twin()
+        self.real = envs[0].physics_twin(reset_from="task")  # real episodes start as the real env's do
         self._episode_steps = envs[0].config.robot.episode_steps
         self._start_real_episode(self.seed)
 
@@ -118,3 +127,136 @@ class FewShotLoop(BaseCallback):
         if self.on_collection is not None:
             self.on_collection(record)
         return record
+
+
+def few_shot(
+    env_id: str,
+    reference: str | Path,
+    algo: str = "sac",
+    steps: int = 50_000,
+    seeds: Sequence[int] = (0, 1, 2),
+    every: int = 5_000,
+    real_steps: int = 1_000,
+    finetune_iterations: int = 200,
+    density_penalty: float = 0.0,
+    last_evaluations: int = 3,
+    device: str = "auto",
+    out: str | Path | None = None,
+    command: str = "",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Real-sample efficiency of the few-shot loop against an agent trained on the real env.
+
+    Per seed, ``algo`` trains ``steps`` agent steps in ``env_id`` with :class:`FewShotLoop`
+    (``real_steps`` real steps and a fine-tuning every ``every`` steps), scored in the real env
+    at the evaluation points of the reference. The reference is the ``real`` variant of a
+    :func:`~neural_sim.rl.zero_shot` results folder for the same env, algorithm and scoring.
+    Its target is its return at the end of its budget (per seed, the mean of the last
+    ``last_evaluations`` evaluations; then the mean over seeds). The answer is the real
+    samples the few-shot agents (mean over seeds) had used when they first scored that.
+
+    :param reference: ``neural-sim rl`` output folder (or its ``results.json``) with real runs.
+    :param out: folder for ``results.json`` and ``learning_curve.png``; finished seeds are kept.
+    :return: the settings, the runs (each evaluation also records ``real_steps``, the real
+        samples used so far) and ``summary`` (see :func:`real_sample_efficiency`).
+    :raises NeuralSimError: if the reference holds no real runs or was scored differently.
+    """
+    reference_path = Path(reference)
+    reference_path = reference_path / RESULTS_FILE if reference_path.is_dir() else reference_path
+    if not reference_path.is_file():
+        raise NeuralSimError(f"no reference results at {reference_path}; run `neural-sim rl` first")
+    reference_results = json.loads(reference_path.read_text())
+    real_id = real_env_id(env_id)
+    expected = {"real_env_id": real_id, "algo": algo}
+    differing = sorted(k for k, v in expected.items() if reference_results.get(k) != v)
+    if differing or not reference_results.get("runs", {}).get(REAL):
+        raise NeuralSimError(
+            f"{reference_path} is no reference for {algo} on {real_id}: "
+            + (f"{', '.join(differing)} differ" if differing else "it holds no runs trained on the real env")
+        )
+    eval_every, eval_episodes = reference_results["eval_every"], reference_results["eval_episodes"]
+    settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps, "every": every,
+                "real_steps": real_steps, "finetune_iterations": finetune_iterations,
+                "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty}
+    folder = Path(out) if out is not None else None
+    results = _load_results(folder, settings) if folder is not None else None
+    results = results or {**settings, "runs": {FEW_SHOT: {}}, "reference": str(reference_path),
+                          "command": command, "device": device, "torch_threads": torch.get_num_threads()}
+    for seed in seeds:
+        if str(seed) in results["runs"][FEW_SHOT]:
+            log(f"{FEW_SHOT} seed {seed}: already done in {folder}")
+            continue
+        loop = FewShotLoop(every, real_steps, finetune_iterations, seed=seed)
+        kwargs = {"density_penalty": density_penalty} if density_penalty else {}
+        run = _train_and_score(env_id, real_id, algo, steps, seed, eval_every, eval_episodes, device, kwargs,
+                               progress, log, folder / "agents" if folder else None, FEW_SHOT, helper=loop,
+                               annotate=lambda record, loop=loop: record.update(real_steps=loop.real_steps_total))
+        run["collections"] = loop.records
+        results["runs"][FEW_SHOT][str(seed)] = run
+        if folder is not None:
+            _save(folder, results)
+    def summarise(current: dict[str, Any]) -> dict[str, Any]:
+        return real_sample_efficiency(current, reference_results, last_evaluations)
+
+    results["summary"] = summarise(results)
+    if folder is not None:
+        _save(folder, results, summarise)
+        plot_sample_efficiency(results, reference_results, folder / PLOT_FILE)
+    return results
+
+
+def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], last_evaluations: int = 3
+                           ) -> dict[str, Any]:
+    """The reference's target return, the real samples the few-shot runs needed to reach it,
+    and the ratio of the reference's real samples to those (``None`` where never reached)."""
+    def final(run: dict[str, Any]) -> float:
+        return statistics.mean(e["mean"] for e in run["evaluations"][-last_evaluations:])
+
+    reference_runs = reference["runs"][REAL]
+    target = statistics.mean(final(run) for run in reference_runs.values())
+    reference_samples = reference["steps"]
+    runs = list(results["runs"][FEW_SHOT].values())
+    summary: dict[str, Any] = {"target_return": target, "reference_real_samples": reference_samples,
+                               "reference_seeds": sorted(int(s) for s in reference_runs),
+                               "seeds": sorted(int(s) for s in results["runs"][FEW_SHOT])}
+    if not runs:
+        return summary
+    length = min(len(run["evaluations"]) for run in runs)
+    curve = [statistics.mean(run["evaluations"][i]["mean"] for run in runs) for i in range(length)]
+    samples = [runs[0]["evaluations"][i]["real_steps"] for i in range(length)]
+    reached = next((i for i, value in enumerate(curve) if value >= target), None)
+    needed = samples[reached] if reached is not None else None
+    summary.update({"real_samples": samples, "mean_return": curve, "best": max(curve),
+                    "final": statistics.mean(final(run) for run in runs),
+                    "real_samples_to_target": needed,
+                    "fewer_real_samples": reference_samples / needed if needed else None})
+    return summary
+
+
+def plot_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], path: Path) -> Path:
+    """Real-env return against real-env samples: the few-shot runs and the reference."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4.5))
+    for label, colour, runs, x_key in (("few-shot in " + results["env_id"], "tab:blue",
+                                        results["runs"][FEW_SHOT], "real_steps"),
+                                       ("trained in " + results["real_env_id"], "tab:orange",
+                                        reference["runs"][REAL], "steps")):
+        for i, run in enumerate(runs.values()):
+            axes.plot([e[x_key] for e in run["evaluations"]], [e["mean"] for e in run["evaluations"]],
+                      color=colour, alpha=0.6, marker=".", label=label if i == 0 else None)
+    target = results.get("summary", {}).get("target_return")
+    if target is not None:
+        axes.axhline(target, color="grey", linestyle="--", linewidth=1, label="reference's final return")
+    axes.set(xlabel="real-env samples", ylabel=f"return in real {results['real_env_id']}",
+             title=f"{results['algo'].upper()} few-shot: {results['every']} model steps per "
+                   f"{results['real_steps']} real steps")
+    axes.legend(fontsize=7)
+    figure.tight_layout()
+    figure.savefig(path, dpi=90)
+    plt.close(figure)
+    return path

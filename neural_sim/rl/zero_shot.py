@@ -23,6 +23,7 @@ from gymnasium import spaces
 from sb3_contrib import TQC
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
+from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 
 from neural_sim.errors import NeuralSimError
 from neural_sim.rl.evaluation import RealEnvEvaluation, make_real_env, real_env_id
@@ -61,6 +62,7 @@ def zero_shot(
     eval_episodes: int = 10,
     density_penalty: float = 0.0,
     reference: bool = True,
+    reset_from: str = "buffer",
     device: str = "auto",
     out: str | Path | None = None,
     command: str = "",
@@ -72,6 +74,8 @@ def zero_shot(
 
     :param density_penalty: weight of the NeuralSim env's density penalty (0: off).
     :param reference: also train on the real env (same agent, same budget).
+    :param reset_from: where NeuralSim episodes start: ``"buffer"`` (the checkpoint's real
+        states) or ``"task"`` (the stock task's initial states); see ``NeuralSimEnv``.
     :param out: folder for ``results.json``, ``learning_curve.png`` and the agents; runs
         already finished there are kept, not repeated.
     :return: the results: settings, and per variant (``neural_sim``, ``real``) and seed the
@@ -82,6 +86,8 @@ def zero_shot(
         raise NeuralSimError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty}
+    if reset_from != "buffer":  # recorded only when set, so older results folders stay valid
+        settings["reset_from"] = reset_from
     folder = Path(out) if out is not None else None
     results = _load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {NEURAL: {}, REAL: {}}, "command": command,
@@ -92,7 +98,11 @@ def zero_shot(
             if str(seed) in results["runs"][variant]:
                 log(f"{variant} seed {seed}: already done in {folder}")
                 continue
-            kwargs = {"density_penalty": density_penalty} if variant == NEURAL and density_penalty else {}
+            kwargs: dict[str, Any] = {}
+            if variant == NEURAL and density_penalty:
+                kwargs["density_penalty"] = density_penalty
+            if variant == NEURAL and reset_from != "buffer":
+                kwargs["reset_from"] = reset_from
             run = _train_and_score(train_id, real_id, algo, steps, seed, eval_every, eval_episodes, device,
                                    kwargs, progress, log, folder / "agents" if folder else None, variant)
             results["runs"][variant][str(seed)] = run
@@ -100,7 +110,7 @@ def zero_shot(
                 _save(folder, results)
     results["summary"] = summarise(results)
     if folder is not None:
-        _save(folder, results)
+        _save(folder, results, summarise)
         plot_learning_curves(results, folder / PLOT_FILE)
     return results
 
@@ -108,8 +118,11 @@ def zero_shot(
 def _train_and_score(
     train_id: str, real_id: str, algo: str, steps: int, seed: int, eval_every: int, eval_episodes: int,
     device: str, env_kwargs: dict[str, Any], progress: bool, log: Callable[[str], None],
-    agents: Path | None, variant: str,
+    agents: Path | None, variant: str, helper: BaseCallback | None = None,
+    annotate: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
+    """One seed: train on ``train_id`` (with ``helper`` beside the scoring callback, e.g. the
+    few-shot loop), scored in ``real_id``; ``annotate`` adds fields to each evaluation record."""
     env = make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs)
     env.reset(seed=seed)
     agent = make_agent(algo, env, seed, device, learning_starts=min(1000, steps // 2))
@@ -119,13 +132,16 @@ def _train_and_score(
         agents.mkdir(parents=True, exist_ok=True)
 
     def report(record: dict[str, Any]) -> None:
+        if annotate is not None:
+            annotate(record)
         log(f"{name}: {record['steps']} steps, real {real_id} return {record['mean']:.1f} +- {record['std']:.1f}")
         if agents is not None:
             agent.save(agents / f"{name}.zip")  # SB3's own format: resume by hand if interrupted
 
     evaluation = RealEnvEvaluation(real_id, eval_every, eval_episodes, seed=10_000 + seed, on_evaluation=report)
     started = time.time()
-    agent.learn(total_timesteps=steps, callback=evaluation, progress_bar=progress)
+    callback = evaluation if helper is None else CallbackList([helper, evaluation])
+    agent.learn(total_timesteps=steps, callback=callback, progress_bar=progress)
     wall = time.time() - started
     env.close()
     return {"evaluations": evaluation.records, "wall_time_s": round(wall, 1),
@@ -187,6 +203,8 @@ def _load_results(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | No
         return None
     results = json.loads(path.read_text())
     differing = sorted(k for k, v in settings.items() if results.get(k) != v)
+    if results.get("reset_from", "buffer") != settings.get("reset_from", "buffer"):
+        differing = sorted({*differing, "reset_from"})
     if differing:
         raise NeuralSimError(
             f"{path} holds results of other settings ({', '.join(differing)} differ); use another --out"
@@ -194,9 +212,11 @@ def _load_results(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | No
     return results
 
 
-def _save(folder: Path, results: dict[str, Any]) -> None:
+def _save(folder: Path, results: dict[str, Any],
+          summary: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
     """Write ``results``, first taking in runs that another process (another seed run into
-    the same folder) has saved since we loaded; ``results`` is updated in place."""
+    the same folder) has saved since we loaded; ``results`` is updated in place, and its
+    ``summary`` recomputed by ``summary`` when given."""
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / RESULTS_FILE
     with FileLock(str(path) + ".lock"):
@@ -205,8 +225,8 @@ def _save(folder: Path, results: dict[str, Any]) -> None:
             for variant, runs in on_disk.get("runs", {}).items():
                 for seed, run in runs.items():
                     results["runs"].setdefault(variant, {}).setdefault(seed, run)
-            if "summary" in results:
-                results["summary"] = summarise(results)
+        if summary is not None:
+            results["summary"] = summary(results)
         staging = path.with_suffix(".json.tmp")
         staging.write_text(json.dumps(results, indent=1) + "\n")
         staging.replace(path)  # atomic: a reader never sees half a file
