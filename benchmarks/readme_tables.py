@@ -115,49 +115,87 @@ def rl_command(results: dict, seeds: list[int], name: str) -> str:
     """The one ``neural-sim rl`` command that makes these results (seeds may have been run one
     command at a time into the same folder; finished seeds are kept, so it is the same)."""
     penalty = f" --density-penalty {results['density_penalty']}" if results["density_penalty"] else ""
+    reset = f" --reset-from {results['reset_from']}" if results.get("reset_from", "buffer") != "buffer" else ""
+    reference = " --no-reference" if not results["runs"].get("real") else ""
     return (f"neural-sim rl {results['env_id']} --algo {results['algo']} --steps {results['steps']} "
-            f"--eval-every {results['eval_every']} --eval-episodes {results['eval_episodes']}{penalty} "
-            f"--seeds {' '.join(map(str, seeds))} --out runs/rl-{name}")
+            f"--eval-every {results['eval_every']} --eval-episodes {results['eval_episodes']}{penalty}{reset}"
+            f"{reference} --seeds {' '.join(map(str, seeds))} --out runs/rl-{name}")
+
+
+def last_evaluations(runs: dict) -> dict[str, float]:
+    """Per seed, the real return averaged over its last ``LAST_EVALUATIONS`` evaluations."""
+    return {seed: statistics.mean(e["mean"] for e in run["evaluations"][-LAST_EVALUATIONS:])
+            for seed, run in runs.items() if run["evaluations"]}
+
+
+def spread(values: list[float]) -> str:
+    if not values:
+        return "not run"
+    deviation = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.0f} +- {deviation:.0f}"
 
 
 def rl_table() -> str:
     """Zero-shot results: one row per ``benchmarks/results/rl/*.json`` (``neural-sim rl``'s
     ``results.json``, copied). Per seed, the real return averaged over the last
     ``LAST_EVALUATIONS`` evaluations (single evaluations of a half-trained agent swing
-    widely); mean +- std over seeds."""
+    widely); mean +- std over seeds. A file run with ``--no-reference`` (the density-penalty
+    variant) is compared with the real-env runs of the file with the same real task,
+    algorithm, budget and scoring."""
     last = LAST_EVALUATIONS
     rows = [f"| real task | agent, steps | seeds | trained in NeuralSim: real return, last {last} evaluations "
-            "| trained in the real env "
-            "| ratio | best of NeuralSim curve | wall time per run (min) | command |",
+            "| trained in the real env | ratio | NeuralSim mean curve: best / last evaluation over best "
+            "| wall time per NeuralSim run (min) | command |",
             "|---|---|---|---|---|---|---|---|---|"]
-    for path in sorted((ROOT / "benchmarks" / "results" / "rl").glob("*.json")):
-        results = json.loads(path.read_text())
-        finals: dict[str, dict[str, float]] = {}
-        walls: list[float] = []
-        for variant, runs in results["runs"].items():
-            finals[variant] = {seed: statistics.mean(e["mean"] for e in run["evaluations"][-LAST_EVALUATIONS:])
-                               for seed, run in runs.items() if run["evaluations"]}
-            walls += [run["wall_time_s"] / 60 for run in runs.values()]
-
-        def cell(values: list[float]) -> str:
-            if not values:
-                return "not run"
-            spread = statistics.stdev(values) if len(values) > 1 else 0.0
-            return f"{statistics.mean(values):.0f} +- {spread:.0f}"
-
-        by_seed_neural, by_seed_real = finals.get("neural_sim", {}), finals.get("real", {})
-        neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
+    files = {path.stem: json.loads(path.read_text())
+             for path in sorted((ROOT / "benchmarks" / "results" / "rl").glob("*.json"))}
+    same_setup = ("real_env_id", "algo", "steps", "eval_every", "eval_episodes")
+    for name, results in files.items():
+        real_runs = results["runs"].get("real") or next(
+            (other["runs"]["real"] for other in files.values()
+             if other["runs"].get("real") and all(other[k] == results[k] for k in same_setup)), {})
+        by_seed_neural, by_seed_real = last_evaluations(results["runs"]["neural_sim"]), last_evaluations(real_runs)
         # The ratio compares like with like: the seeds run in both variants.
         both = sorted(set(by_seed_neural) & set(by_seed_real))
         real_mean = statistics.mean(by_seed_real[s] for s in both) if both else 0.0
-        ratio = (f"{statistics.mean(by_seed_neural[s] for s in both) / real_mean:.2f}" if real_mean > 0 else "-")
+        ratio = f"{statistics.mean(by_seed_neural[s] for s in both) / real_mean:.2f}" if real_mean > 0 else "-"
         summary = results.get("summary", {}).get("neural_sim", {})
-        best = f"{summary['best']:.0f}" if "best" in summary else "-"
-        penalty = f", density penalty {results['density_penalty']}" if results["density_penalty"] else ""
+        shape = (f"{summary['best']:.0f} / {summary['final_over_best']:.2f}"
+                 if summary.get("final_over_best") is not None else "-")
+        walls = [run["wall_time_s"] / 60 for run in results["runs"]["neural_sim"].values()]
+        settings = [f"density penalty {results['density_penalty']}"] if results["density_penalty"] else []
+        settings += [f"reset from {results['reset_from']}"] if results.get("reset_from", "buffer") != "buffer" else []
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
-        rows.append(f"| `{results['real_env_id']}`{penalty} | {results['algo'].upper()}, {results['steps']:,} "
-                    f"| {', '.join(map(str, seeds))} | {cell(neural)} (n={len(neural)}) | {cell(real)} (n={len(real)}) "
-                    f"| {ratio} | {best} | {statistics.mean(walls):.0f} | `{rl_command(results, seeds, path.stem)}` |")
+        neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
+        rows.append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
+                    f"| {results['algo'].upper()}, {results['steps']:,} | {', '.join(map(str, seeds))} "
+                    f"| {spread(neural)} (n={len(neural)}) | {spread(real)} (n={len(real)}) | {ratio} | {shape} "
+                    f"| {statistics.mean(walls):.0f} | `{rl_command(results, seeds, name)}` |")
+    return "\n".join(rows)
+
+
+def few_shot_table() -> str:
+    """Few-shot real-sample efficiency: one row per ``benchmarks/results/few-shot/*.json``
+    (``neural-sim few-shot``'s ``results.json``, copied)."""
+    rows = ["| real task | agent, model steps | collection | seeds | reference: real-trained return after "
+            "(real samples) | few-shot: real samples to reach it | fewer real samples | few-shot final return "
+            "(real samples) | command |",
+            "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted((ROOT / "benchmarks" / "results" / "few-shot").glob("*.json")):
+        results = json.loads(path.read_text())
+        summary = results["summary"]
+        seeds = summary["seeds"]
+        needed = summary.get("real_samples_to_target")
+        fewer = f"{summary['fewer_real_samples']:.1f}x" if needed else "not reached"
+        command = (f"neural-sim few-shot {results['env_id']} --reference runs/rl-{path.stem} --algo {results['algo']} "
+                   f"--steps {results['steps']} --every {results['every']} --real-steps {results['real_steps']} "
+                   f"--finetune-iterations {results['finetune_iterations']} --seeds {' '.join(map(str, seeds))} "
+                   f"--out runs/few-shot-{path.stem}")
+        rows.append(f"| `{results['real_env_id']}` | {results['algo'].upper()}, {results['steps']:,} "
+                    f"| {results['real_steps']:,} real steps every {results['every']:,} | {', '.join(map(str, seeds))} "
+                    f"| {summary['target_return']:.0f} ({summary['reference_real_samples']:,}, seeds "
+                    f"{', '.join(map(str, summary['reference_seeds']))}) | {needed if needed else '-'} | {fewer} "
+                    f"| {summary['final']:.0f} ({summary['real_samples'][-1]:,}) | `{command}` |")
     return "\n".join(rows)
 
 
@@ -166,7 +204,7 @@ def main() -> None:
     text = readme.read_text()
     for tag, table in (("benchmark-table", accuracy_table()), ("density-table", density_table()),
                        ("flow-comparison", flow_table()), ("speed-table", speed_table()),
-                       ("rl-table", rl_table())):
+                       ("rl-table", rl_table()), ("few-shot-table", few_shot_table())):
         text = re.sub(f"<!-- {tag} -->.*?<!-- /{tag} -->", f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->", text,
                       flags=re.S)
     readme.write_text(text)
