@@ -117,14 +117,16 @@ def test_real_sample_efficiency_counts_real_samples_until_the_reference_final_re
 
     reference = {"steps": 300, "runs": {"real": {"0": run([(100, 0.0), (200, 50.0), (300, 70.0)], "steps"),
                                                  "1": run([(100, 0.0), (200, 30.0), (300, 90.0)], "steps")}}}
-    few = {"runs": {"few_shot": {"0": run([(10, 20.0), (20, 55.0), (30, 80.0)], "real_steps"),
-                                 "1": run([(10, 20.0), (20, 65.0), (30, 40.0)], "real_steps")}}}
+    few = {"runs": {"few_shot": {"0": run([(10, 60.0), (20, 55.0), (30, 80.0), (40, 70.0)], "real_steps"),
+                                 "1": run([(10, 60.0), (20, 65.0), (30, 40.0), (40, 70.0)], "real_steps")}}}
     summary = real_sample_efficiency(few, reference, last_evaluations=2)
-    # Target: per seed the mean of the last 2 evaluations (60, 60), then over seeds.
-    assert summary["target_return"] == 60.0 and summary["mean_return"] == [20.0, 60.0, 60.0]
+    # Target: per seed the mean of the last 2 evaluations (60, 60), then over seeds. The
+    # few-shot mean curve, averaged over 2 evaluations at a time, first reaches it at 20 real
+    # samples (60, 60), not at 10 (one evaluation is not enough).
+    assert summary["target_return"] == 60.0 and summary["mean_return"] == [60.0, 60.0, 60.0, 70.0]
     assert summary["real_samples_to_target"] == 20 and summary["fewer_real_samples"] == 15.0
-    never = {"runs": {"few_shot": {"0": run([(10, 1.0), (20, 2.0), (30, 3.0)], "real_steps")}}}
-    assert real_sample_efficiency(never, reference)["fewer_real_samples"] is None
+    spike = {"runs": {"few_shot": {"0": run([(10, 1.0), (20, 90.0), (30, 3.0)], "real_steps")}}}
+    assert real_sample_efficiency(spike, reference)["fewer_real_samples"] is None
 
 
 def test_few_shot_command_scores_against_a_real_env_reference(

@@ -154,7 +154,8 @@ def few_shot(
     :func:`~neural_sim.rl.zero_shot` results folder for the same env, algorithm and scoring.
     Its target is its return at the end of its budget (per seed, the mean of the last
     ``last_evaluations`` evaluations; then the mean over seeds). The answer is the real
-    samples the few-shot agents (mean over seeds) had used when they first scored that.
+    samples the few-shot agents had used when they first scored that, judged the same way
+    (see :func:`real_sample_efficiency`).
 
     :param reference: ``neural-sim rl`` output folder (or its ``results.json``) with real runs.
     :param out: folder for ``results.json`` and ``learning_curve.png``; finished seeds are kept.
@@ -209,7 +210,13 @@ def few_shot(
 def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], last_evaluations: int = 3
                            ) -> dict[str, Any]:
     """The reference's target return, the real samples the few-shot runs needed to reach it,
-    and the ratio of the reference's real samples to those (``None`` where never reached)."""
+    and the ratio of the reference's real samples to those (``None`` where never reached).
+
+    The target is the reference's return at the end of its budget: per seed, the mean of its
+    last ``last_evaluations`` evaluations, then the mean over seeds. The few-shot runs reach
+    it when the mean over seeds, averaged over ``last_evaluations`` consecutive evaluations,
+    first does; the real samples counted are those used by the last of them.
+    """
     def final(run: dict[str, Any]) -> float:
         return statistics.mean(e["mean"] for e in run["evaluations"][-last_evaluations:])
 
@@ -225,9 +232,14 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     length = min(len(run["evaluations"]) for run in runs)
     curve = [statistics.mean(run["evaluations"][i]["mean"] for run in runs) for i in range(length)]
     samples = [runs[0]["evaluations"][i]["real_steps"] for i in range(length)]
-    reached = next((i for i, value in enumerate(curve) if value >= target), None)
-    needed = samples[reached] if reached is not None else None
-    summary.update({"real_samples": samples, "mean_return": curve, "best": max(curve),
+    # Judged as the target is: over a window of ``last_evaluations`` evaluations, so that one
+    # lucky evaluation does not count as reaching it.
+    window = min(last_evaluations, length)
+    smoothed = [statistics.mean(curve[i + 1 - window:i + 1]) for i in range(window - 1, length)]
+    reached = next((i for i, value in enumerate(smoothed) if value >= target), None)
+    needed = samples[reached + window - 1] if reached is not None else None
+    summary.update({"real_samples": samples, "mean_return": curve, "window_mean_return": smoothed,
+                    "best": max(curve),
                     "final": statistics.mean(final(run) for run in runs),
                     "real_samples_to_target": needed,
                     "fewer_real_samples": reference_samples / needed if needed else None})
