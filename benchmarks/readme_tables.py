@@ -187,6 +187,7 @@ def few_shot_table() -> str:
         seeds = summary["seeds"]
         needed = summary.get("real_samples_to_target")
         fewer = f"{summary['fewer_real_samples']:.1f}x" if needed else "not reached"
+        needed_cell = f"{needed:,}" if needed else "-"
         command = (f"neural-sim few-shot {results['env_id']} --reference runs/rl-{path.stem} --algo {results['algo']} "
                    f"--steps {results['steps']} --every {results['every']} --real-steps {results['real_steps']} "
                    f"--finetune-iterations {results['finetune_iterations']} --seeds {' '.join(map(str, seeds))} "
@@ -194,7 +195,7 @@ def few_shot_table() -> str:
         rows.append(f"| `{results['real_env_id']}` | {results['algo'].upper()}, {results['steps']:,} "
                     f"| {results['real_steps']:,} real steps every {results['every']:,} | {', '.join(map(str, seeds))} "
                     f"| {summary['target_return']:.0f} ({summary['reference_real_samples']:,}, seeds "
-                    f"{', '.join(map(str, summary['reference_seeds']))}) | {needed if needed else '-'} | {fewer} "
+                    f"{', '.join(map(str, summary['reference_seeds']))}) | {needed_cell} | {fewer} "
                     f"| {summary['final']:.0f} ({summary['real_samples'][-1]:,}) | `{command}` |")
     return "\n".join(rows)
 
