@@ -14,6 +14,8 @@ import re
 import statistics
 from pathlib import Path
 
+from neural_sim.rl.zero_shot import last_evaluations_mean
+
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = {"acrobot": "0.0001 / 0.1043", "cheetah": "0.1206 / 0.2185", "reacher": "0.0005 / 0.0009",
          "hopper": "0.0375 / 0.2507 (dt 0.005)"}
@@ -124,8 +126,7 @@ def rl_command(results: dict, seeds: list[int], name: str) -> str:
 
 def last_evaluations(runs: dict) -> dict[str, float]:
     """Per seed, the real return averaged over its last ``LAST_EVALUATIONS`` evaluations."""
-    return {seed: statistics.mean(e["mean"] for e in run["evaluations"][-LAST_EVALUATIONS:])
-            for seed, run in runs.items() if run["evaluations"]}
+    return {seed: last_evaluations_mean(run, LAST_EVALUATIONS) for seed, run in runs.items() if run["evaluations"]}
 
 
 def spread(values: list[float]) -> str:

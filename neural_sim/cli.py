@@ -260,8 +260,7 @@ def _cmd_rl(args: argparse.Namespace, argv: Sequence[str]) -> None:
     results = zero_shot(
         args.env_id, args.algo, args.steps, tuple(args.seeds), args.eval_every, args.eval_episodes,
         args.density_penalty, reference=not args.no_reference, reset_from=args.reset_from, device=args.device,
-        out=args.out,
-        command=_command_line(argv), progress=not args.no_progress,
+        out=args.out, command=_command_line(argv), progress=not args.no_progress,
     )
     for variant, row in results["summary"].items():
         if isinstance(row, dict):
@@ -292,6 +291,14 @@ def _cmd_few_shot(args: argparse.Namespace, argv: Sequence[str]) -> None:
     print(f"reached the target with {needed:,} real samples: {summary['fewer_real_samples']:.1f}x fewer"
           if needed else "the few-shot agents did not reach the target")
     print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png")
+
+
+def _add_agent_run_arguments(p: argparse.ArgumentParser) -> None:
+    """The options ``rl`` and ``few-shot`` share: where agents run and results go."""
+    p.add_argument("--device", default="auto", help="torch device of the agent (default: cuda if present)")
+    p.add_argument("--out", type=Path, required=True, help="results folder (finished runs there are kept)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -412,10 +419,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset-from", choices=["buffer", "task"], default="buffer",
                    help="where NeuralSim episodes start: the checkpoint's real-buffer states (default) or the "
                    "stock task's initial states")
-    p.add_argument("--device", default="auto", help="torch device of the agent (default: cuda if present)")
-    p.add_argument("--out", type=Path, required=True, help="results folder (finished runs there are kept)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_agent_run_arguments(p)
     p.set_defaults(func=_cmd_rl)
 
     p = sub.add_parser("few-shot", help="few-shot RL: real-sample efficiency of the paper's fine-tuning loop",
@@ -433,10 +437,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--real-steps", type=int, default=1_000, help="real-env steps per collection")
     p.add_argument("--finetune-iterations", type=int, default=200, help="fine-tuning steps per collection")
     p.add_argument("--density-penalty", type=float, default=0.0, help="density penalty weight (default 0: off)")
-    p.add_argument("--device", default="auto", help="torch device of the agent (default: cuda if present)")
-    p.add_argument("--out", type=Path, required=True, help="results folder (finished runs there are kept)")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
-    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    _add_agent_run_arguments(p)
     p.set_defaults(func=_cmd_few_shot)
 
     p = sub.add_parser("list", help="shipped and cached checkpoints with their env ids")

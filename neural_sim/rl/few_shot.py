@@ -25,7 +25,16 @@ from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.errors import NeuralSimError
 from neural_sim.pipeline.train import fine_tune
 from neural_sim.rl.evaluation import real_env_id
-from neural_sim.rl.zero_shot import PLOT_FILE, REAL, RESULTS_FILE, _load_results, _save, _train_and_score
+from neural_sim.rl.zero_shot import (
+    PLOT_FILE,
+    REAL,
+    RESULTS_FILE,
+    _load_results,
+    _run_missing_seeds,
+    _save,
+    _train_and_score,
+    last_evaluations_mean,
+)
 
 FEW_SHOT = "few_shot"
 
@@ -184,19 +193,17 @@ def few_shot(
     results = _load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {FEW_SHOT: {}}, "reference": str(reference_path),
                           "command": command, "device": device, "torch_threads": torch.get_num_threads()}
-    for seed in seeds:
-        if str(seed) in results["runs"][FEW_SHOT]:
-            log(f"{FEW_SHOT} seed {seed}: already done in {folder}")
-            continue
+    kwargs = {"density_penalty": density_penalty} if density_penalty else {}
+
+    def train(seed: int) -> dict[str, Any]:
         loop = FewShotLoop(every, real_steps, finetune_iterations, seed=seed)
-        kwargs = {"density_penalty": density_penalty} if density_penalty else {}
         run = _train_and_score(env_id, real_id, algo, steps, seed, eval_every, eval_episodes, device, kwargs,
                                progress, log, folder / "agents" if folder else None, FEW_SHOT, helper=loop,
-                               annotate=lambda record, loop=loop: record.update(real_steps=loop.real_steps_total))
-        run["collections"] = loop.records
-        results["runs"][FEW_SHOT][str(seed)] = run
-        if folder is not None:
-            _save(folder, results)
+                               annotate=lambda record: record.update(real_steps=loop.real_steps_total))
+        return {**run, "collections": loop.records}
+
+    _run_missing_seeds(results, FEW_SHOT, seeds, folder, log, train)
+
     def summarise(current: dict[str, Any]) -> dict[str, Any]:
         return real_sample_efficiency(current, reference_results, last_evaluations)
 
@@ -217,11 +224,8 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     it when the mean over seeds, averaged over ``last_evaluations`` consecutive evaluations,
     first does; the real samples counted are those used by the last of them.
     """
-    def final(run: dict[str, Any]) -> float:
-        return statistics.mean(e["mean"] for e in run["evaluations"][-last_evaluations:])
-
     reference_runs = reference["runs"][REAL]
-    target = statistics.mean(final(run) for run in reference_runs.values())
+    target = statistics.mean(last_evaluations_mean(run, last_evaluations) for run in reference_runs.values())
     reference_samples = reference["steps"]
     runs = list(results["runs"][FEW_SHOT].values())
     summary: dict[str, Any] = {"target_return": target, "reference_real_samples": reference_samples,
@@ -240,7 +244,7 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     needed = samples[reached + window - 1] if reached is not None else None
     summary.update({"real_samples": samples, "mean_return": curve, "window_mean_return": smoothed,
                     "best": max(curve),
-                    "final": statistics.mean(final(run) for run in runs),
+                    "final": statistics.mean(last_evaluations_mean(run, last_evaluations) for run in runs),
                     "real_samples_to_target": needed,
                     "fewer_real_samples": reference_samples / needed if needed else None})
     return summary

@@ -10,8 +10,10 @@ with the same output folder, so an interrupted benchmark picks up where it stopp
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,8 @@ ALGORITHMS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
                   "policy_kwargs": {"net_arch": [256, 256], "n_critics": 5, "n_quantiles": 25}}),
 }
 RESULTS_FILE = "results.json"
+#: Settings recorded in ``results.json`` only when they differ from these (older files lack them).
+OPTIONAL_SETTINGS: dict[str, Any] = {"reset_from": "buffer"}
 PLOT_FILE = "learning_curve.png"
 NEURAL, REAL = "neural_sim", "real"
 
@@ -86,33 +90,44 @@ def zero_shot(
         raise NeuralSimError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty}
-    if reset_from != "buffer":  # recorded only when set, so older results folders stay valid
+    if reset_from != OPTIONAL_SETTINGS["reset_from"]:
         settings["reset_from"] = reset_from
     folder = Path(out) if out is not None else None
     results = _load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {NEURAL: {}, REAL: {}}, "command": command,
                           "device": device, "torch_threads": torch.get_num_threads()}
     variants = [(NEURAL, env_id)] + ([(REAL, real_id)] if reference else [])
+    env_kwargs: dict[str, Any] = {"density_penalty": density_penalty} if density_penalty else {}
+    if "reset_from" in settings:
+        env_kwargs["reset_from"] = reset_from
     for variant, train_id in variants:
-        for seed in seeds:
-            if str(seed) in results["runs"][variant]:
-                log(f"{variant} seed {seed}: already done in {folder}")
-                continue
-            kwargs: dict[str, Any] = {}
-            if variant == NEURAL and density_penalty:
-                kwargs["density_penalty"] = density_penalty
-            if variant == NEURAL and reset_from != "buffer":
-                kwargs["reset_from"] = reset_from
-            run = _train_and_score(train_id, real_id, algo, steps, seed, eval_every, eval_episodes, device,
-                                   kwargs, progress, log, folder / "agents" if folder else None, variant)
-            results["runs"][variant][str(seed)] = run
-            if folder is not None:
-                _save(folder, results)
+        train = partial(_train_and_score, train_id, real_id, algo, steps, eval_every=eval_every,
+                        eval_episodes=eval_episodes, device=device, env_kwargs=env_kwargs if variant == NEURAL else {},
+                        progress=progress, log=log, agents=folder / "agents" if folder else None, variant=variant)
+        _run_missing_seeds(results, variant, seeds, folder, log, train)
     results["summary"] = summarise(results)
     if folder is not None:
         _save(folder, results, summarise)
         plot_learning_curves(results, folder / PLOT_FILE)
     return results
+
+
+def _run_missing_seeds(results: dict[str, Any], variant: str, seeds: Sequence[int], folder: Path | None,
+                       log: Callable[[str], None], train: Callable[[int], dict[str, Any]]) -> None:
+    """``train`` each seed not yet in ``results["runs"][variant]``, saving after each."""
+    for seed in seeds:
+        if str(seed) in results["runs"][variant]:
+            log(f"{variant} seed {seed}: already done in {folder}")
+            continue
+        results["runs"][variant][str(seed)] = train(seed)
+        if folder is not None:
+            _save(folder, results)
+
+
+def last_evaluations_mean(run: dict[str, Any], count: int = 3) -> float:
+    """A run's real return averaged over its last ``count`` evaluations (one evaluation of a
+    half-trained agent swings widely)."""
+    return statistics.mean(e["mean"] for e in run["evaluations"][-count:])
 
 
 def _train_and_score(
@@ -202,9 +217,8 @@ def _load_results(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | No
     if not path.is_file():
         return None
     results = json.loads(path.read_text())
-    differing = sorted(k for k, v in settings.items() if results.get(k) != v)
-    if results.get("reset_from", "buffer") != settings.get("reset_from", "buffer"):
-        differing = sorted({*differing, "reset_from"})
+    differing = sorted(k for k in {*settings, *OPTIONAL_SETTINGS}
+                       if results.get(k, OPTIONAL_SETTINGS.get(k)) != settings.get(k, OPTIONAL_SETTINGS.get(k)))
     if differing:
         raise NeuralSimError(
             f"{path} holds results of other settings ({', '.join(differing)} differ); use another --out"
