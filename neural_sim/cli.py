@@ -259,8 +259,9 @@ def _cmd_rl(args: argparse.Namespace, argv: Sequence[str]) -> None:
     _set_threads(args.threads)
     results = zero_shot(
         args.env_id, args.algo, args.steps, tuple(args.seeds), args.eval_every, args.eval_episodes,
-        args.density_penalty, reference=not args.no_reference, reset_from=args.reset_from, device=args.device,
-        out=args.out, command=_command_line(argv), progress=not args.no_progress,
+        args.density_penalty, reference=not args.no_reference, neural_sim=not args.reference_only,
+        reset_from=args.reset_from, device=args.device, out=args.out, command=_command_line(argv),
+        progress=not args.no_progress,
     )
     for variant, row in results["summary"].items():
         if isinstance(row, dict):
@@ -282,14 +283,19 @@ def _cmd_few_shot(args: argparse.Namespace, argv: Sequence[str]) -> None:
         command=_command_line(argv), progress=not args.no_progress,
     )
     summary = results["summary"]
-    print(f"target: {summary['target_return']:.1f}, the real-trained agent's return after "
-          f"{summary['reference_real_samples']:,} real samples (seeds {summary['reference_seeds']})")
+    if summary["target_return"] is None:
+        print(f"target: none yet, {args.reference} has no finished real-env run; rerun this command once it has "
+              "(finished seeds are kept)")
+    else:
+        print(f"target: {summary['target_return']:.1f}, the real-trained agent's return after "
+              f"{summary['reference_real_samples']:,} real samples (seeds {summary['reference_seeds']})")
     if "final" in summary:
         print(f"few-shot (seeds {summary['seeds']}): final real return {summary['final']:.1f} after "
               f"{summary['real_samples'][-1]:,} real samples, best {summary['best']:.1f}")
     needed = summary.get("real_samples_to_target")
-    print(f"reached the target with {needed:,} real samples: {summary['fewer_real_samples']:.1f}x fewer"
-          if needed else "the few-shot agents did not reach the target")
+    if summary["target_return"] is not None:
+        print(f"reached the target with {needed:,} real samples: {summary['fewer_real_samples']:.1f}x fewer"
+              if needed else "the few-shot agents did not reach the target")
     print(f"wrote {args.out}/results.json and {args.out}/learning_curve.png")
 
 
@@ -415,7 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--eval-every", type=int, default=10_000, help="agent steps between real-env evaluations")
     p.add_argument("--eval-episodes", type=int, default=10, help="full-length real episodes per evaluation")
     p.add_argument("--density-penalty", type=float, default=0.0, help="density penalty weight (default 0: off)")
-    p.add_argument("--no-reference", action="store_true", help="skip the agent trained on the real env")
+    only = p.add_mutually_exclusive_group()
+    only.add_argument("--no-reference", action="store_true", help="skip the agent trained on the real env")
+    only.add_argument("--reference-only", action="store_true",
+                      help="train only the agent on the real env (e.g. a longer reference for `few-shot`)")
     p.add_argument("--reset-from", choices=["buffer", "task"], default="buffer",
                    help="where NeuralSim episodes start: the checkpoint's real-buffer states (default) or the "
                    "stock task's initial states")

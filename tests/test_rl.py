@@ -149,12 +149,116 @@ def test_few_shot_command_scores_against_a_real_env_reference(
     assert "target: " in capsys.readouterr().out
 
     zero_shot("NeuralSim/Pendulum-v0", out=tmp_path / "no-reference", reference=False, **tiny)
-    with pytest.raises(NeuralSimError, match="holds no runs trained on the real env"):
+    with pytest.raises(NeuralSimError, match="trains no agent on the real env"):
         few_shot("NeuralSim/Pendulum-v0", tmp_path / "no-reference", out=tmp_path / "x", **QUIET)
     with pytest.raises(NeuralSimError, match="algo differ"):
         few_shot("NeuralSim/Pendulum-v0", tmp_path / "reference", algo="tqc", **QUIET)
     with pytest.raises(NeuralSimError, match="run `neural-sim rl` first"):
         few_shot("NeuralSim/Pendulum-v0", tmp_path / "missing", **QUIET)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The run dies right after writing its first checkpoint, as a killed process would."""
+    import importlib
+
+    module = importlib.import_module("neural_sim.rl.zero_shot")  # the package re-exports a function of that name
+
+    save = module._save_checkpoint
+
+    def save_then_die(*args: object, **kwargs: object) -> None:
+        save(*args, **kwargs)  # type: ignore[arg-type]
+        raise _Interrupted
+
+    monkeypatch.setattr(module, "_save_checkpoint", save_then_die)
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+                                                             ) -> None:
+    import shutil
+
+    settings = {"steps": 60, "seeds": (0,), "eval_every": 30, "eval_episodes": 1, "reference": False, **QUIET}
+    checkpoint = tmp_path / "a" / "agents" / "neural_sim-seed0.checkpoint"
+    with monkeypatch.context() as patch:
+        _interrupt_after_first_checkpoint(patch)
+        with pytest.raises(_Interrupted):
+            zero_shot("NeuralSim/Pendulum-v0", out=tmp_path / "a", **settings)
+    progress = json.loads((checkpoint / "progress.json").read_text())
+    assert progress["steps"] == 30 and [e["steps"] for e in progress["evaluations"]] == [30]
+    assert json.loads((tmp_path / "a" / RESULTS_FILE).read_text())["runs"]["neural_sim"] == {}
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+
+    lines: list[str] = []
+    resumed = zero_shot("NeuralSim/Pendulum-v0", out=tmp_path / "a", **{**settings, "log": lines.append})
+    run = resumed["runs"]["neural_sim"]["0"]
+    assert "resuming from the checkpoint at 30 steps" in lines[0]
+    assert [e["steps"] for e in run["evaluations"]] == [30, 60] and run["resumed_from_steps"] == [30]
+    assert run["evaluations"][0] == progress["evaluations"][0]
+    assert not checkpoint.exists() and (tmp_path / "a" / "agents" / "neural_sim-seed0.zip").is_file()
+    # The continuation depends only on the checkpoint: resuming a copy of it gives the same run.
+    again = zero_shot("NeuralSim/Pendulum-v0", out=tmp_path / "b", **settings)["runs"]["neural_sim"]["0"]
+    assert again["evaluations"] == run["evaluations"]
+
+
+def test_an_interrupted_few_shot_run_keeps_its_real_data_and_fine_tuned_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tiny = {"steps": 40, "eval_every": 20, "eval_episodes": 1, "seeds": (0,), **QUIET}
+    zero_shot("NeuralSim/Pendulum-v0", out=tmp_path / "reference", **{**tiny, "steps": 20})
+    few = {"steps": 40, "every": 20, "real_steps": 10, "finetune_iterations": 5, "seeds": (0,), **QUIET}
+    with monkeypatch.context() as patch:
+        _interrupt_after_first_checkpoint(patch)
+        with pytest.raises(_Interrupted):
+            few_shot("NeuralSim/Pendulum-v0", tmp_path / "reference", out=tmp_path / "few", **few)
+    helper = tmp_path / "few" / "agents" / "few_shot-seed0.checkpoint" / "helper"
+    with np.load(helper / "real_transitions.npz") as saved:
+        assert saved["starts"].shape[0] == 10
+    saved_weights = torch.load(helper / "model_weights.pt", weights_only=True)
+
+    from neural_sim.rl import FewShotLoop
+
+    taken_up: list[FewShotLoop] = []
+    original = FewShotLoop._take_up
+
+    def spy(self: FewShotLoop, *args: object) -> None:
+        original(self, *args)  # type: ignore[arg-type]
+        weights = self.model_envs[0].simulator.field.state_dict()
+        assert all(torch.equal(weights[k], saved_weights[k]) for k in saved_weights)
+        assert self.real_steps_total == 10 and self.model_envs[0].reset_states[-10:].shape == (10, 2)
+        taken_up.append(self)
+
+    monkeypatch.setattr(FewShotLoop, "_take_up", spy)
+    results = few_shot("NeuralSim/Pendulum-v0", tmp_path / "reference", out=tmp_path / "few", **few)
+    run = results["runs"]["few_shot"]["0"]
+    assert len(taken_up) == 1 and run["resumed_from_steps"] == [20]
+    assert [(e["steps"], e["real_steps"]) for e in run["evaluations"]] == [(20, 10), (40, 20)]
+    assert [c["real_steps_total"] for c in run["collections"]] == [10, 20]
+
+
+def test_few_shot_accepts_a_reference_still_training(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A reference-only folder as `neural-sim rl --reference-only` leaves it before its first seed ends.
+    reference = tmp_path / "reference"
+    with pytest.raises(NeuralSimError, match="nothing to train"):
+        zero_shot("NeuralSim/Pendulum-v0", reference=False, neural_sim=False, **QUIET)
+    zero_shot("NeuralSim/Pendulum-v0", neural_sim=False, steps=20, eval_every=20, eval_episodes=1, seeds=(),
+              out=reference, **QUIET)
+    assert json.loads((reference / RESULTS_FILE).read_text())["variants"] == ["real"]
+    argv = ["few-shot", "NeuralSim/Pendulum-v0", "--reference", str(reference), "--steps", "20", "--every", "20",
+            "--real-steps", "5", "--finetune-iterations", "2", "--seeds", "0", "--no-progress", "--out",
+            str(tmp_path / "few")]
+    assert main(argv) == 0
+    assert "target: none yet" in capsys.readouterr().out
+    # Once the reference's seed has finished, a rerun scores against it without retraining.
+    assert main(["rl", "NeuralSim/Pendulum-v0", "--reference-only", "--steps", "20", "--eval-every", "20",
+                 "--eval-episodes", "1", "--seeds", "0", "--no-progress", "--out", str(reference)]) == 0
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "few_shot seed 0: already done" in out and "target: none yet" not in out
+    summary = json.loads((tmp_path / "few" / RESULTS_FILE).read_text())["summary"]
+    assert summary["target_return"] is not None and summary["reference_seeds"] == [0]
 
 
 def test_evaluation_callback_refuses_bad_settings() -> None:

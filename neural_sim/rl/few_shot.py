@@ -37,6 +37,7 @@ from neural_sim.rl.zero_shot import (
 )
 
 FEW_SHOT = "few_shot"
+TRANSITIONS_FILE, WEIGHTS_FILE, LOOP_FILE = "real_transitions.npz", "model_weights.pt", "loop.json"
 
 
 class FewShotLoop(BaseCallback):
@@ -74,6 +75,7 @@ class FewShotLoop(BaseCallback):
         self.records: list[dict[str, Any]] = []
         self.transitions: dict[str, list[np.ndarray]] = {"starts": [], "actions": [], "targets": []}
         self._returns: list[float] = []
+        self._restored: tuple[dict[str, np.ndarray], dict[str, torch.Tensor], dict[str, Any]] | None = None
 
     def _init_callback(self) -> None:
         envs = self.training_env.get_attr("unwrapped")
@@ -82,7 +84,11 @@ class FewShotLoop(BaseCallback):
         self.model_envs: list[NeuralSimEnv] = envs
         self.real = envs[0].physics_twin(reset_from="task")  # real episodes start as the real env's do
         self._episode_steps = envs[0].config.robot.episode_steps
-        self._start_real_episode(self.seed)
+        if self._restored is not None:
+            self._take_up(*self._restored)
+            self._restored = None
+        # A resumed loop starts a new real episode, seeded by how far it had got.
+        self._start_real_episode(self.seed + len(self.records))
 
     def _start_real_episode(self, seed: int | None = None) -> None:
         self._obs, info = self.real.reset(seed=seed)
@@ -96,6 +102,35 @@ class FewShotLoop(BaseCallback):
 
     def _on_training_end(self) -> None:
         self.real.close()
+
+    def save_state(self, folder: Path) -> None:
+        """Write what the loop has gathered and learnt (real transitions, the fine-tuned model,
+        the records) into ``folder``, for a run checkpoint."""
+        folder.mkdir(parents=True, exist_ok=True)
+        np.savez(folder / TRANSITIONS_FILE, **{key: np.concatenate(batches) if batches else np.empty((0,))
+                                               for key, batches in self.transitions.items()})
+        torch.save(self.model_envs[0].simulator.field.state_dict(), folder / WEIGHTS_FILE)
+        (folder / LOOP_FILE).write_text(json.dumps({"records": self.records, "returns": self._returns}) + "\n")
+
+    def load_state(self, folder: Path) -> None:
+        """Read a state :meth:`save_state` wrote; it is taken up when training starts (the
+        real transitions back into every model env's reset buffer, the fine-tuned weights
+        into its model)."""
+        with np.load(folder / TRANSITIONS_FILE) as arrays:
+            transitions = {key: arrays[key] for key in arrays.files}
+        weights = torch.load(folder / WEIGHTS_FILE, weights_only=True)
+        self._restored = (transitions, weights, json.loads((folder / LOOP_FILE).read_text()))
+
+    def _take_up(self, transitions: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
+                 loop: dict[str, Any]) -> None:
+        gathered = len(transitions["starts"]) > 0
+        self.transitions = {key: [rows] if gathered else [] for key, rows in transitions.items()}
+        self.records, self._returns = loop["records"], loop["returns"]
+        for simulator in {id(env.simulator): env.simulator for env in self.model_envs}.values():
+            simulator.field.load_state_dict(weights)
+        if gathered:
+            for env in self.model_envs:
+                env.add_reset_states(transitions["starts"])
 
     @property
     def real_steps_total(self) -> int:
@@ -170,7 +205,9 @@ def few_shot(
     :param out: folder for ``results.json`` and ``learning_curve.png``; finished seeds are kept.
     :return: the settings, the runs (each evaluation also records ``real_steps``, the real
         samples used so far) and ``summary`` (see :func:`real_sample_efficiency`).
-    :raises NeuralSimError: if the reference holds no real runs or was scored differently.
+    :raises NeuralSimError: if the reference trains no agent on the real env or was scored
+        differently. A reference still training is accepted: the summary uses its runs
+        finished by the end (rerun to score against later ones; finished seeds are kept).
     """
     reference_path = Path(reference)
     reference_path = reference_path / RESULTS_FILE if reference_path.is_dir() else reference_path
@@ -180,10 +217,13 @@ def few_shot(
     real_id = real_env_id(env_id)
     expected = {"real_env_id": real_id, "algo": algo}
     differing = sorted(k for k, v in expected.items() if reference_results.get(k) != v)
-    if differing or not reference_results.get("runs", {}).get(REAL):
+    # A reference still training counts: its folder names the variants it trains.
+    trained = reference_results.get("variants") or [v for v, runs in reference_results.get("runs", {}).items() if runs]
+    if differing or REAL not in trained:
         raise NeuralSimError(
             f"{reference_path} is no reference for {algo} on {real_id}: "
-            + (f"{', '.join(differing)} differ" if differing else "it holds no runs trained on the real env")
+            + (f"{', '.join(differing)} differ" if differing
+               else "it trains no agent on the real env (made with --no-reference?)")
         )
     eval_every, eval_episodes = reference_results["eval_every"], reference_results["eval_episodes"]
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps, "every": every,
@@ -204,6 +244,8 @@ def few_shot(
 
     _run_missing_seeds(results, FEW_SHOT, seeds, folder, log, train)
 
+    reference_results = json.loads(reference_path.read_text())  # as it is now: seeds may have finished meanwhile
+
     def summarise(current: dict[str, Any]) -> dict[str, Any]:
         return real_sample_efficiency(current, reference_results, last_evaluations)
 
@@ -217,7 +259,8 @@ def few_shot(
 def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], last_evaluations: int = 3
                            ) -> dict[str, Any]:
     """The reference's target return, the real samples the few-shot runs needed to reach it,
-    and the ratio of the reference's real samples to those (``None`` where never reached).
+    and the ratio of the reference's real samples to those (``None`` where never reached, and
+    the target ``None`` while the reference has no finished run).
 
     The target is the reference's return at the end of its budget: per seed, the mean of its
     last ``last_evaluations`` evaluations, then the mean over seeds. The few-shot runs reach
@@ -225,7 +268,8 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     first does; the real samples counted are those used by the last of them.
     """
     reference_runs = reference["runs"][REAL]
-    target = statistics.mean(last_evaluations_mean(run, last_evaluations) for run in reference_runs.values())
+    target = (statistics.mean(last_evaluations_mean(run, last_evaluations) for run in reference_runs.values())
+              if reference_runs else None)
     reference_samples = reference["steps"]
     runs = list(results["runs"][FEW_SHOT].values())
     summary: dict[str, Any] = {"target_return": target, "reference_real_samples": reference_samples,
@@ -240,7 +284,7 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     # lucky evaluation does not count as reaching it.
     window = min(last_evaluations, length)
     smoothed = [statistics.mean(curve[i + 1 - window:i + 1]) for i in range(window - 1, length)]
-    reached = next((i for i, value in enumerate(smoothed) if value >= target), None)
+    reached = next((i for i, value in enumerate(smoothed) if value >= target), None) if target is not None else None
     needed = samples[reached + window - 1] if reached is not None else None
     summary.update({"real_samples": samples, "mean_return": curve, "window_mean_return": smoothed,
                     "best": max(curve),

@@ -2,20 +2,22 @@
 
 For each seed, the same agent (same algorithm, hyper-parameters and budget) trains twice:
 on the NeuralSim id, and on the real env it mirrors (the reference). Both are scored in
-the real env every ``eval_every`` agent steps by :class:`RealEnvEvaluation`. Results are
-saved after every evaluation, and finished runs are skipped when the command runs again
-with the same output folder, so an interrupted benchmark picks up where it stopped.
+the real env every ``eval_every`` agent steps by :class:`RealEnvEvaluation`. Each seed's
+results are saved when it ends, and a checkpoint at every evaluation; when the command runs
+again with the same output folder, finished runs are skipped and an unfinished one resumes
+from its last checkpoint, so an interrupted benchmark picks up where it stopped.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
@@ -26,6 +28,7 @@ from sb3_contrib import TQC
 from stable_baselines3 import SAC
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback, CallbackList
+from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from neural_sim.errors import NeuralSimError
 from neural_sim.rl.evaluation import RealEnvEvaluation, make_real_env, real_env_id
@@ -41,6 +44,8 @@ RESULTS_FILE = "results.json"
 #: Settings recorded in ``results.json`` only when they differ from these (older files lack them).
 OPTIONAL_SETTINGS: dict[str, Any] = {"reset_from": "buffer"}
 PLOT_FILE = "learning_curve.png"
+#: A run's checkpoint folder is ``agents/<variant>-seed<seed>`` + this, while the run is unfinished.
+CHECKPOINT_SUFFIX = ".checkpoint"
 NEURAL, REAL = "neural_sim", "real"
 
 
@@ -66,6 +71,7 @@ def zero_shot(
     eval_episodes: int = 10,
     density_penalty: float = 0.0,
     reference: bool = True,
+    neural_sim: bool = True,
     reset_from: str = "buffer",
     device: str = "auto",
     out: str | Path | None = None,
@@ -78,16 +84,21 @@ def zero_shot(
 
     :param density_penalty: weight of the NeuralSim env's density penalty (0: off).
     :param reference: also train on the real env (same agent, same budget).
+    :param neural_sim: train in ``env_id``; ``False`` trains only the reference (a real-env
+        baseline for :func:`~neural_sim.rl.few_shot`).
     :param reset_from: where NeuralSim episodes start: ``"buffer"`` (the checkpoint's real
         states) or ``"task"`` (the stock task's initial states); see ``NeuralSimEnv``.
     :param out: folder for ``results.json``, ``learning_curve.png`` and the agents; runs
         already finished there are kept, not repeated.
-    :return: the results: settings, and per variant (``neural_sim``, ``real``) and seed the
-        evaluation records, wall time and agent steps per second.
+    :return: the results: settings, the variants trained into the folder (``variants``), and
+        per variant (``neural_sim``, ``real``) and seed the evaluation records, wall time and
+        agent steps per second.
     """
     real_id = real_env_id(env_id)
     if steps < 1 or eval_every < 1:
         raise NeuralSimError(f"steps and eval_every must be positive, got {steps} and {eval_every}")
+    if not (neural_sim or reference):
+        raise NeuralSimError("nothing to train: neural_sim and reference are both off")
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty}
     if reset_from != OPTIONAL_SETTINGS["reset_from"]:
@@ -96,7 +107,10 @@ def zero_shot(
     results = _load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {NEURAL: {}, REAL: {}}, "command": command,
                           "device": device, "torch_threads": torch.get_num_threads()}
-    variants = [(NEURAL, env_id)] + ([(REAL, real_id)] if reference else [])
+    variants = ([(NEURAL, env_id)] if neural_sim else []) + ([(REAL, real_id)] if reference else [])
+    results["variants"] = sorted({*results.get("variants", []), *(variant for variant, _ in variants)})
+    if folder is not None:
+        _save(folder, results)  # on disk from the start: a few-shot run can use a reference still training
     env_kwargs: dict[str, Any] = {"density_penalty": density_penalty} if density_penalty else {}
     if "reset_from" in settings:
         env_kwargs["reset_from"] = reset_from
@@ -130,6 +144,17 @@ def last_evaluations_mean(run: dict[str, Any], count: int = 3) -> float:
     return statistics.mean(e["mean"] for e in run["evaluations"][-count:])
 
 
+@runtime_checkable
+class Resumable(Protocol):
+    """A training helper (e.g. the few-shot loop) whose state goes into run checkpoints."""
+
+    def save_state(self, folder: Path) -> None:
+        """Write the state into ``folder`` (created)."""
+
+    def load_state(self, folder: Path) -> None:
+        """Take up the state :meth:`save_state` wrote (before training starts)."""
+
+
 def _train_and_score(
     train_id: str, real_id: str, algo: str, steps: int, seed: int, eval_every: int, eval_episodes: int,
     device: str, env_kwargs: dict[str, Any], progress: bool, log: Callable[[str], None],
@@ -137,30 +162,102 @@ def _train_and_score(
     annotate: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """One seed: train on ``train_id`` (with ``helper`` beside the scoring callback, e.g. the
-    few-shot loop), scored in ``real_id``; ``annotate`` adds fields to each evaluation record."""
+    few-shot loop), scored in ``real_id``; ``annotate`` adds fields to each evaluation record.
+
+    With an ``agents`` folder, every evaluation also writes a checkpoint (agent, replay
+    buffer, records, the helper's state) that a rerun resumes from; it is removed when the
+    run ends. A resumed run is deterministic from its checkpoint but is not bit-identical to
+    an uninterrupted one (the episode in progress restarts); ``resumed_from_steps`` says where.
+    """
     env = make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs)
     env.reset(seed=seed)
-    agent = make_agent(algo, env, seed, device, learning_starts=min(1000, steps // 2))
     name = f"{variant}-seed{seed}"
-
-    if agents is not None:
-        agents.mkdir(parents=True, exist_ok=True)
+    checkpoint = agents / f"{name}{CHECKPOINT_SUFFIX}" if agents is not None else None
+    progress_so_far = _load_checkpoint(checkpoint) if checkpoint is not None else None
+    if progress_so_far is None:
+        agent = make_agent(algo, env, seed, device, learning_starts=min(1000, steps // 2))
+        records: list[dict[str, Any]] = []
+        resumed_from: list[int] = []
+        wall_before = 0.0
+    else:
+        assert checkpoint is not None
+        agent = _resume_agent(algo, checkpoint, env, seed, device, progress_so_far["steps"])
+        records, wall_before = progress_so_far["evaluations"], progress_so_far["wall_time_s"]
+        resumed_from = [*progress_so_far["resumed_from_steps"], agent.num_timesteps]
+        if isinstance(helper, Resumable):
+            helper.load_state(checkpoint / "helper")
+        log(f"{name}: resuming from the checkpoint at {agent.num_timesteps} steps in {checkpoint}")
 
     def report(record: dict[str, Any]) -> None:
         if annotate is not None:
             annotate(record)
         log(f"{name}: {record['steps']} steps, real {real_id} return {record['mean']:.1f} +- {record['std']:.1f}")
-        if agents is not None:
-            agent.save(agents / f"{name}.zip")  # SB3's own format: resume by hand if interrupted
+        if checkpoint is not None:
+            _save_checkpoint(checkpoint, agent, helper, {
+                "steps": agent.num_timesteps, "evaluations": evaluation.records, "resumed_from_steps": resumed_from,
+                "wall_time_s": wall_before + time.time() - started})
 
     evaluation = RealEnvEvaluation(real_id, eval_every, eval_episodes, seed=10_000 + seed, on_evaluation=report)
+    evaluation.records = list(records)
     started = time.time()
     callback = evaluation if helper is None else CallbackList([helper, evaluation])
-    agent.learn(total_timesteps=steps, callback=callback, progress_bar=progress)
-    wall = time.time() - started
+    agent.learn(total_timesteps=steps - agent.num_timesteps, callback=callback, reset_num_timesteps=False,
+                progress_bar=progress)
+    wall = wall_before + time.time() - started
     env.close()
-    return {"evaluations": evaluation.records, "wall_time_s": round(wall, 1),
-            "agent_steps_per_s": round(steps / wall, 1) if wall > 0 else None}
+    if agents is not None and checkpoint is not None:
+        agent.save(agents / f"{name}.zip")  # the trained agent, in SB3's own format
+        shutil.rmtree(checkpoint)
+    run = {"evaluations": evaluation.records, "wall_time_s": round(wall, 1),
+           "agent_steps_per_s": round(steps / wall, 1) if wall > 0 else None}
+    if resumed_from:
+        run["resumed_from_steps"] = resumed_from
+    return run
+
+
+def _save_checkpoint(folder: Path, agent: BaseAlgorithm, helper: BaseCallback | None,
+                     progress: dict[str, Any]) -> None:
+    """Write a run checkpoint into ``folder``, swapped in whole so a crash mid-write leaves
+    the previous one intact."""
+    staging, previous = folder.with_name(folder.name + ".tmp"), folder.with_name(folder.name + ".old")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    agent.save(staging / "agent.zip")
+    if isinstance(agent, OffPolicyAlgorithm):
+        agent.save_replay_buffer(staging / "replay_buffer.pkl")
+    if isinstance(helper, Resumable):
+        helper.save_state(staging / "helper")
+    (staging / "progress.json").write_text(json.dumps(progress) + "\n")
+    shutil.rmtree(previous, ignore_errors=True)
+    if folder.exists():
+        folder.rename(previous)
+    staging.rename(folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def _load_checkpoint(folder: Path) -> dict[str, Any] | None:
+    """The progress record of the checkpoint in ``folder``, or ``None`` where there is none."""
+    previous = folder.with_name(folder.name + ".old")
+    if not folder.exists() and previous.exists():  # a crash between the two renames of a save
+        previous.rename(folder)
+    if not (folder / "progress.json").is_file():
+        return None
+    progress: dict[str, Any] = json.loads((folder / "progress.json").read_text())
+    return progress
+
+
+def _resume_agent(algo: str, folder: Path, env: gym.Env[Any, Any], seed: int, device: str,
+                  steps: int) -> BaseAlgorithm:
+    """The agent saved in a checkpoint, with its replay buffer, ready to go on training."""
+    agent = ALGORITHMS[algo][0].load(folder / "agent.zip", env=env, device=device)
+    if agent.num_timesteps != steps:
+        raise NeuralSimError(f"checkpoint {folder} is inconsistent (agent at {agent.num_timesteps} steps, records "
+                             f"at {steps}); delete it to restart this seed")
+    if isinstance(agent, OffPolicyAlgorithm):
+        agent.load_replay_buffer(folder / "replay_buffer.pkl")
+    agent._last_obs = None  # type: ignore[assignment]  # the saved episode is gone: learn() starts a new one
+    agent.set_random_seed(seed + agent.num_timesteps)  # the continuation depends only on the checkpoint
+    return agent
 
 
 def summarise(results: dict[str, Any]) -> dict[str, Any]:
@@ -205,7 +302,8 @@ def plot_learning_curves(results: dict[str, Any], path: Path) -> Path:
     penalty = f", density penalty {results['density_penalty']}" if results["density_penalty"] else ""
     axes.set(xlabel="agent steps", ylabel=f"return in real {results['real_env_id']}",
              title=f"{results['algo'].upper()} zero-shot{penalty}")
-    axes.legend(fontsize=7)
+    if axes.get_legend_handles_labels()[0]:  # no run finished yet: an empty plot
+        axes.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
@@ -239,6 +337,7 @@ def _save(folder: Path, results: dict[str, Any],
             for variant, runs in on_disk.get("runs", {}).items():
                 for seed, run in runs.items():
                     results["runs"].setdefault(variant, {}).setdefault(seed, run)
+            results["variants"] = sorted({*results.get("variants", []), *on_disk.get("variants", [])})
         if summary is not None:
             results["summary"] = summary(results)
         staging = path.with_suffix(".json.tmp")
