@@ -118,7 +118,9 @@ def rl_command(results: dict, seeds: list[int], name: str) -> str:
     command at a time into the same folder; finished seeds are kept, so it is the same)."""
     penalty = f" --density-penalty {results['density_penalty']}" if results["density_penalty"] else ""
     reset = f" --reset-from {results['reset_from']}" if results.get("reset_from", "buffer") != "buffer" else ""
-    reference = " --no-reference" if not results["runs"].get("real") else ""
+    trained = results.get("variants") or [v for v, runs in results["runs"].items() if runs]
+    only = {"real": " --no-reference", "neural_sim": " --reference-only"}
+    reference = next((flag for variant, flag in only.items() if variant not in trained), "")
     return (f"neural-sim rl {results['env_id']} --algo {results['algo']} --steps {results['steps']} "
             f"--eval-every {results['eval_every']} --eval-episodes {results['eval_episodes']}{penalty}{reset}"
             f"{reference} --seeds {' '.join(map(str, seeds))} --out runs/rl-{name}")
@@ -146,7 +148,7 @@ def rl_table() -> str:
     last = LAST_EVALUATIONS
     rows = [f"| real task | agent, steps | seeds | trained in NeuralSim: real return, last {last} evaluations "
             "| trained in the real env | ratio | NeuralSim mean curve: best / last evaluation over best "
-            "| wall time per NeuralSim run (min) | command |",
+            "| wall time per run, NeuralSim / real (min) | command |",
             "|---|---|---|---|---|---|---|---|---|"]
     files = {path.stem: json.loads(path.read_text())
              for path in sorted((ROOT / "benchmarks" / "results" / "rl").glob("*.json"))}
@@ -163,7 +165,8 @@ def rl_table() -> str:
         summary = results.get("summary", {}).get("neural_sim", {})
         shape = (f"{summary['best']:.0f} / {summary['final_over_best']:.2f}"
                  if summary.get("final_over_best") is not None else "-")
-        walls = [run["wall_time_s"] / 60 for run in results["runs"]["neural_sim"].values()]
+        walls = "/".join(f" {statistics.mean(run['wall_time_s'] / 60 for run in runs.values()):.0f} "
+                         if runs else " - " for runs in (results["runs"]["neural_sim"], results["runs"]["real"]))
         settings = [f"density penalty {results['density_penalty']}"] if results["density_penalty"] else []
         settings += [f"reset from {results['reset_from']}"] if results.get("reset_from", "buffer") != "buffer" else []
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
@@ -171,7 +174,7 @@ def rl_table() -> str:
         rows.append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
                     f"| {results['algo'].upper()}, {results['steps']:,} | {', '.join(map(str, seeds))} "
                     f"| {spread(neural)} (n={len(neural)}) | {spread(real)} (n={len(real)}) | {ratio} | {shape} "
-                    f"| {statistics.mean(walls):.0f} | `{rl_command(results, seeds, name)}` |")
+                    f"|{walls}| `{rl_command(results, seeds, name)}` |")
     return "\n".join(rows)
 
 
