@@ -293,6 +293,8 @@ def _cmd_few_shot(args: argparse.Namespace, argv: Sequence[str]) -> None:
         print(f"few-shot (seeds {summary['seeds']}): final real return {summary['final']:.1f} after "
               f"{summary['real_samples'][-1]:,} real samples, best {summary['best']:.1f}")
     needed = summary.get("real_samples_to_target")
+    if summary.get("reference_at_final_real_samples") is not None:
+        print(f"real-trained agents over the same real samples: {summary['reference_at_final_real_samples']:.1f}")
     if summary["target_return"] is not None:
         print(f"reached the target with {needed:,} real samples: {summary['fewer_real_samples']:.1f}x fewer"
               if needed else "the few-shot agents did not reach the target")

@@ -125,6 +125,14 @@ def test_real_sample_efficiency_counts_real_samples_until_the_reference_final_re
     # samples (60, 60), not at 10 (one evaluation is not enough).
     assert summary["target_return"] == 60.0 and summary["mean_return"] == [60.0, 60.0, 60.0, 70.0]
     assert summary["real_samples_to_target"] == 20 and summary["fewer_real_samples"] == 15.0
+    # At equal real samples: the reference had not been scored by 40 real samples.
+    assert summary["reference_at_final_real_samples"] is None
+    # Judged over the same real samples as the few-shot final return (200 to 300 here): per
+    # seed (50 + 70) / 2 and (30 + 90) / 2; with no evaluation there, the latest before counts.
+    late = {"runs": {"few_shot": {"0": run([(100, 5.0), (200, 6.0), (300, 7.0)], "real_steps")}}}
+    assert real_sample_efficiency(late, reference, last_evaluations=2)["reference_at_final_real_samples"] == 60.0
+    between = {"runs": {"few_shot": {"0": run([(100, 5.0), (140, 6.0), (160, 7.0)], "real_steps")}}}
+    assert real_sample_efficiency(between, reference, last_evaluations=2)["reference_at_final_real_samples"] == 0.0
     spike = {"runs": {"few_shot": {"0": run([(10, 1.0), (20, 90.0), (30, 3.0)], "real_steps")}}}
     assert real_sample_efficiency(spike, reference)["fewer_real_samples"] is None
 

@@ -265,7 +265,9 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     The target is the reference's return at the end of its budget: per seed, the mean of its
     last ``last_evaluations`` evaluations, then the mean over seeds. The few-shot runs reach
     it when the mean over seeds, averaged over ``last_evaluations`` consecutive evaluations,
-    first does; the real samples counted are those used by the last of them.
+    first does; the real samples counted are those used by the last of them. At equal real
+    samples, ``reference_at_final_real_samples`` is the reference's return where the few-shot
+    final return is judged.
     """
     reference_runs = reference["runs"][REAL]
     target = (statistics.mean(last_evaluations_mean(run, last_evaluations) for run in reference_runs.values())
@@ -290,8 +292,23 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
                     "best": max(curve),
                     "final": statistics.mean(last_evaluations_mean(run, last_evaluations) for run in runs),
                     "real_samples_to_target": needed,
-                    "fewer_real_samples": reference_samples / needed if needed else None})
+                    "fewer_real_samples": reference_samples / needed if needed else None,
+                    "reference_at_final_real_samples": _reference_within(reference_runs, samples[length - window],
+                                                                         samples[-1])})
     return summary
+
+
+def _reference_within(runs: dict[str, Any], first: int, last: int) -> float | None:
+    """The reference's return over the real samples the few-shot final return is judged on
+    (``first`` to ``last``): per seed, the mean of its evaluations there (or of its latest one
+    before ``last`` where none falls there), then the mean over seeds; ``None`` without runs."""
+    per_seed = []
+    for run in runs.values():
+        inside = [e["mean"] for e in run["evaluations"] if first <= e["steps"] <= last]
+        before = [e["mean"] for e in run["evaluations"] if e["steps"] <= last]
+        if inside or before:
+            per_seed.append(statistics.mean(inside) if inside else before[-1])
+    return statistics.mean(per_seed) if per_seed else None
 
 
 def plot_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], path: Path) -> Path:

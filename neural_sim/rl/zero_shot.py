@@ -337,7 +337,8 @@ def _save(folder: Path, results: dict[str, Any],
             for variant, runs in on_disk.get("runs", {}).items():
                 for seed, run in runs.items():
                     results["runs"].setdefault(variant, {}).setdefault(seed, run)
-            results["variants"] = sorted({*results.get("variants", []), *on_disk.get("variants", [])})
+            if "variants" in results or "variants" in on_disk:  # few-shot results have none
+                results["variants"] = sorted({*results.get("variants", []), *on_disk.get("variants", [])})
         if summary is not None:
             results["summary"] = summary(results)
         staging = path.with_suffix(".json.tmp")
