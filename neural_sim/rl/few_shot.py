@@ -312,13 +312,15 @@ def _reference_within(runs: dict[str, Any], first: int, last: int) -> float | No
 
 
 def plot_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], path: Path) -> Path:
-    """Real-env return against real-env samples: the few-shot runs and the reference."""
+    """Real-env return against real-env samples (log scale): the few-shot runs and the
+    reference; below, the model's fine-tuning loss on all real data before and after each
+    round (how well the model keeps up with where the agent goes)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(figsize=(7, 4.5))
+    figure, (axes, losses) = plt.subplots(2, 1, figsize=(7, 6.5), sharex=True, height_ratios=(2, 1))
     for label, colour, runs, x_key in (("few-shot in " + results["env_id"], "tab:blue",
                                         results["runs"][FEW_SHOT], "real_steps"),
                                        ("trained in " + results["real_env_id"], "tab:orange",
@@ -329,10 +331,19 @@ def plot_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], p
     target = results.get("summary", {}).get("target_return")
     if target is not None:
         axes.axhline(target, color="grey", linestyle="--", linewidth=1, label="reference's final return")
-    axes.set(xlabel="real-env samples", ylabel=f"return in real {results['real_env_id']}",
+    axes.set(xscale="log", ylabel=f"return in real {results['real_env_id']}",
              title=f"{results['algo'].upper()} few-shot: {results['every']} model steps per "
                    f"{results['real_steps']} real steps")
-    axes.legend(fontsize=7)
+    if axes.get_legend_handles_labels()[0]:
+        axes.legend(fontsize=7)
+    for i, run in enumerate(results["runs"][FEW_SHOT].values()):
+        samples = [c["real_steps_total"] for c in run.get("collections", [])]
+        for key, style in (("loss_before", "-"), ("loss_after", ":")):
+            losses.plot(samples, [c[key] for c in run.get("collections", [])], color="tab:blue", linestyle=style,
+                        alpha=0.6, label=f"{key.replace('_', ' ')} fine-tuning" if i == 0 else None)
+    losses.set(xlabel="real-env samples", ylabel="model loss on real data")
+    if losses.get_legend_handles_labels()[0]:
+        losses.legend(fontsize=7)
     figure.tight_layout()
     figure.savefig(path, dpi=90)
     plt.close(figure)
