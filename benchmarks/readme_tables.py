@@ -183,8 +183,9 @@ def few_shot_table() -> str:
     (``neural-sim few-shot``'s ``results.json``, copied)."""
     rows = ["| real task | agent, model steps | collection | seeds | reference: real-trained return after "
             "(real samples) | few-shot: real samples to reach it | fewer real samples | few-shot final return "
-            "(real samples) | real-trained at the same real samples | command |",
-            "|---|---|---|---|---|---|---|---|---|---|"]
+            "(real samples) | real-trained at the same real samples | few-shot best, 3 evaluations (real samples) "
+            "| real-trained: real samples to reach that | command |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for path in sorted((ROOT / "benchmarks" / "results" / "few-shot").glob("*.json")):
         results = json.loads(path.read_text())
         summary = results["summary"]
@@ -194,6 +195,10 @@ def few_shot_table() -> str:
         needed_cell = f"{needed:,}" if needed else "-"
         at_equal = summary.get("reference_at_final_real_samples")
         equal = f"{at_equal:.0f}" if at_equal is not None else "not scored that early"
+        best = f"{summary['best_window_return']:.0f} ({summary['real_samples_to_best_window']:,})"
+        needed_best = summary["reference_real_samples_to_best_window"]
+        best_needed = (f"{needed_best:,} ({summary['fewer_real_samples_at_best']:.1f}x)" if needed_best
+                       else "not reached")
         command = (f"neural-sim few-shot {results['env_id']} --reference runs/rl-{path.stem} --algo {results['algo']} "
                    f"--steps {results['steps']} --every {results['every']} --real-steps {results['real_steps']} "
                    f"--finetune-iterations {results['finetune_iterations']} --seeds {' '.join(map(str, seeds))} "
@@ -202,7 +207,8 @@ def few_shot_table() -> str:
                     f"| {results['real_steps']:,} real steps every {results['every']:,} | {', '.join(map(str, seeds))} "
                     f"| {summary['target_return']:.0f} ({summary['reference_real_samples']:,}, seeds "
                     f"{', '.join(map(str, summary['reference_seeds']))}) | {needed_cell} | {fewer} "
-                    f"| {summary['final']:.0f} ({summary['real_samples'][-1]:,}) | {equal} | `{command}` |")
+                    f"| {summary['final']:.0f} ({summary['real_samples'][-1]:,}) | {equal} | {best} | {best_needed} "
+                    f"| `{command}` |")
     return "\n".join(rows)
 
 

@@ -293,6 +293,12 @@ def _cmd_few_shot(args: argparse.Namespace, argv: Sequence[str]) -> None:
         print(f"few-shot (seeds {summary['seeds']}): final real return {summary['final']:.1f} after "
               f"{summary['real_samples'][-1]:,} real samples, best {summary['best']:.1f}")
     needed = summary.get("real_samples_to_target")
+    if summary.get("best_window_return") is not None:
+        needed_best = summary["reference_real_samples_to_best_window"]
+        print(f"few-shot best (over 3 evaluations): {summary['best_window_return']:.1f} with "
+              f"{summary['real_samples_to_best_window']:,} real samples; "
+              + (f"the real-trained agents needed {needed_best:,} ({summary['fewer_real_samples_at_best']:.1f}x)"
+                 if needed_best else "the real-trained agents did not reach it"))
     if summary.get("reference_at_final_real_samples") is not None:
         print(f"real-trained agents over the same real samples: {summary['reference_at_final_real_samples']:.1f}")
     if summary["target_return"] is not None:

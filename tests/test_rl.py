@@ -131,6 +131,12 @@ def test_real_sample_efficiency_counts_real_samples_until_the_reference_final_re
     # seed (50 + 70) / 2 and (30 + 90) / 2; with no evaluation there, the latest before counts.
     late = {"runs": {"few_shot": {"0": run([(100, 5.0), (200, 6.0), (300, 7.0)], "real_steps")}}}
     assert real_sample_efficiency(late, reference, last_evaluations=2)["reference_at_final_real_samples"] == 60.0
+    # The other way round: the few-shot best window (60, 70 -> 65, at 40 real samples) is more
+    # than the reference ever reached over a window (mean curve 0, 40, 80 -> 20, 60).
+    assert summary["best_window_return"] == 65.0 and summary["real_samples_to_best_window"] == 40
+    assert summary["reference_real_samples_to_best_window"] is None and summary["fewer_real_samples_at_best"] is None
+    weak = real_sample_efficiency(late, reference, last_evaluations=2)  # best window 6.5 at 300; reference: 200
+    assert weak["reference_real_samples_to_best_window"] == 200 and weak["fewer_real_samples_at_best"] == 200 / 300
     between = {"runs": {"few_shot": {"0": run([(100, 5.0), (140, 6.0), (160, 7.0)], "real_steps")}}}
     assert real_sample_efficiency(between, reference, last_evaluations=2)["reference_at_final_real_samples"] == 0.0
     spike = {"runs": {"few_shot": {"0": run([(10, 1.0), (20, 90.0), (30, 3.0)], "real_steps")}}}

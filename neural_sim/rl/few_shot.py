@@ -267,7 +267,9 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     it when the mean over seeds, averaged over ``last_evaluations`` consecutive evaluations,
     first does; the real samples counted are those used by the last of them. At equal real
     samples, ``reference_at_final_real_samples`` is the reference's return where the few-shot
-    final return is judged.
+    final return is judged. The other way round, ``reference_real_samples_to_best_window`` is
+    what the reference needed to reach the few-shot runs' best window mean (which they reached
+    with ``real_samples_to_best_window``), and ``fewer_real_samples_at_best`` their ratio.
     """
     reference_runs = reference["runs"][REAL]
     target = (statistics.mean(last_evaluations_mean(run, last_evaluations) for run in reference_runs.values())
@@ -279,15 +281,14 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
                                "seeds": sorted(int(s) for s in results["runs"][FEW_SHOT])}
     if not runs:
         return summary
-    length = min(len(run["evaluations"]) for run in runs)
-    curve = [statistics.mean(run["evaluations"][i]["mean"] for run in runs) for i in range(length)]
-    samples = [runs[0]["evaluations"][i]["real_steps"] for i in range(length)]
+    samples, curve = _mean_curve(runs, "real_steps")
+    length = len(curve)
     # Judged as the target is: over a window of ``last_evaluations`` evaluations, so that one
     # lucky evaluation does not count as reaching it.
     window = min(last_evaluations, length)
-    smoothed = [statistics.mean(curve[i + 1 - window:i + 1]) for i in range(window - 1, length)]
-    reached = next((i for i, value in enumerate(smoothed) if value >= target), None) if target is not None else None
-    needed = samples[reached + window - 1] if reached is not None else None
+    smoothed = _window_means(curve, window)
+    needed = _first_reaching(samples, smoothed, target, window) if target is not None else None
+    best_window = max(smoothed)
     summary.update({"real_samples": samples, "mean_return": curve, "window_mean_return": smoothed,
                     "best": max(curve),
                     "final": statistics.mean(last_evaluations_mean(run, last_evaluations) for run in runs),
@@ -295,7 +296,36 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
                     "fewer_real_samples": reference_samples / needed if needed else None,
                     "reference_at_final_real_samples": _reference_within(reference_runs, samples[length - window],
                                                                          samples[-1])})
+    # The other way round: what the reference needs to reach the few-shot runs' best (window) return.
+    best_samples = _first_reaching(samples, smoothed, best_window, window)
+    reference_needed = None
+    if reference_runs:
+        reference_steps, reference_curve = _mean_curve(list(reference_runs.values()), "steps")
+        reference_window = min(last_evaluations, len(reference_curve))
+        reference_needed = _first_reaching(reference_steps, _window_means(reference_curve, reference_window),
+                                           best_window, reference_window)
+    summary.update({"best_window_return": best_window, "real_samples_to_best_window": best_samples,
+                    "reference_real_samples_to_best_window": reference_needed,
+                    "fewer_real_samples_at_best": reference_needed / best_samples
+                    if reference_needed and best_samples else None})
     return summary
+
+
+def _mean_curve(runs: list[dict[str, Any]], x_key: str) -> tuple[list[int], list[float]]:
+    """The mean over runs of the real return at each evaluation they all reached, with ``x_key``."""
+    length = min(len(run["evaluations"]) for run in runs)
+    xs = [runs[0]["evaluations"][i][x_key] for i in range(length)]
+    return xs, [statistics.mean(run["evaluations"][i]["mean"] for run in runs) for i in range(length)]
+
+
+def _window_means(curve: list[float], window: int) -> list[float]:
+    return [statistics.mean(curve[i + 1 - window:i + 1]) for i in range(window - 1, len(curve))]
+
+
+def _first_reaching(xs: list[int], smoothed: list[float], value: float, window: int) -> int | None:
+    """The ``x`` at the end of the first window whose mean reaches ``value`` (``None``: never)."""
+    reached = next((i for i, mean in enumerate(smoothed) if mean >= value), None)
+    return xs[reached + window - 1] if reached is not None else None
 
 
 def _reference_within(runs: dict[str, Any], first: int, last: int) -> float | None:
