@@ -171,9 +171,11 @@ def rl_table() -> str:
         settings += [f"reset from {results['reset_from']}"] if results.get("reset_from", "buffer") != "buffer" else []
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
         neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
+        reference_only = not results["runs"]["neural_sim"] and results.get("variants") == ["real"]
+        neural_cell = "- (reference only)" if reference_only else f"{spread(neural)} (n={len(neural)})"
         rows.append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
                     f"| {results['algo'].upper()}, {results['steps']:,} | {', '.join(map(str, seeds))} "
-                    f"| {spread(neural)} (n={len(neural)}) | {spread(real)} (n={len(real)}) | {ratio} | {shape} "
+                    f"| {neural_cell} | {spread(real)} (n={len(real)}) | {ratio} | {shape} "
                     f"|{walls}| `{rl_command(results, seeds, name)}` |")
     return "\n".join(rows)
 
