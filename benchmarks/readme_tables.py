@@ -14,7 +14,7 @@ import re
 import statistics
 from pathlib import Path
 
-from neural_sim.rl.zero_shot import last_evaluations_mean
+from neural_sim.rl.zero_shot import last_evaluations_mean, trained_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = {"acrobot": "0.0001 / 0.1043", "cheetah": "0.1206 / 0.2185", "reacher": "0.0005 / 0.0009",
@@ -118,7 +118,7 @@ def rl_command(results: dict, seeds: list[int], name: str) -> str:
     command at a time into the same folder; finished seeds are kept, so it is the same)."""
     penalty = f" --density-penalty {results['density_penalty']}" if results["density_penalty"] else ""
     reset = f" --reset-from {results['reset_from']}" if results.get("reset_from", "buffer") != "buffer" else ""
-    trained = results.get("variants") or [v for v, runs in results["runs"].items() if runs]
+    trained = trained_variants(results)
     only = {"real": " --no-reference", "neural_sim": " --reference-only"}
     reference = next((flag for variant, flag in only.items() if variant not in trained), "")
     return (f"neural-sim rl {results['env_id']} --algo {results['algo']} --steps {results['steps']} "
@@ -171,7 +171,7 @@ def rl_table() -> str:
         settings += [f"reset from {results['reset_from']}"] if results.get("reset_from", "buffer") != "buffer" else []
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
         neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
-        reference_only = not results["runs"]["neural_sim"] and results.get("variants") == ["real"]
+        reference_only = "neural_sim" not in trained_variants(results)
         neural_cell = "- (reference only)" if reference_only else f"{spread(neural)} (n={len(neural)})"
         rows.append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
                     f"| {results['algo'].upper()}, {results['steps']:,} | {', '.join(map(str, seeds))} "

@@ -34,6 +34,8 @@ from neural_sim.rl.zero_shot import (
     _save,
     _train_and_score,
     last_evaluations_mean,
+    mean_curve,
+    trained_variants,
 )
 
 FEW_SHOT = "few_shot"
@@ -126,11 +128,15 @@ class FewShotLoop(BaseCallback):
         gathered = len(transitions["starts"]) > 0
         self.transitions = {key: [rows] if gathered else [] for key, rows in transitions.items()}
         self.records, self._returns = loop["records"], loop["returns"]
-        for simulator in {id(env.simulator): env.simulator for env in self.model_envs}.values():
-            simulator.field.load_state_dict(weights)
+        self._share_weights(weights)
         if gathered:
             for env in self.model_envs:
                 env.add_reset_states(transitions["starts"])
+
+    def _share_weights(self, weights: dict[str, torch.Tensor]) -> None:
+        """Load ``weights`` into every model env's model (envs may share one)."""
+        for simulator in {id(env.simulator): env.simulator for env in self.model_envs}.values():
+            simulator.field.load_state_dict(weights)
 
     @property
     def real_steps_total(self) -> int:
@@ -161,10 +167,7 @@ class FewShotLoop(BaseCallback):
         losses = fine_tune(simulator, *(np.concatenate(self.transitions[k]) for k in ("starts", "actions", "targets")),
                            iterations=self.iterations, learning_rate=self.learning_rate,
                            batch_size=self.batch_size, seed=self.seed + len(self.records))
-        weights = simulator.field.state_dict()
-        for env in self.model_envs[1:]:
-            if env.simulator is not simulator:
-                env.simulator.field.load_state_dict(weights)
+        self._share_weights(simulator.field.state_dict())
         record = {"steps": int(self.num_timesteps), "real_steps_total": self.real_steps_total,
                   "real_return_last_episode": self._returns[-1] if self._returns else None, **losses}
         self.records.append(record)
@@ -218,8 +221,7 @@ def few_shot(
     expected = {"real_env_id": real_id, "algo": algo}
     differing = sorted(k for k, v in expected.items() if reference_results.get(k) != v)
     # A reference still training counts: its folder names the variants it trains.
-    trained = reference_results.get("variants") or [v for v, runs in reference_results.get("runs", {}).items() if runs]
-    if differing or REAL not in trained:
+    if differing or REAL not in trained_variants(reference_results):
         raise NeuralSimError(
             f"{reference_path} is no reference for {algo} on {real_id}: "
             + (f"{', '.join(differing)} differ" if differing
@@ -281,7 +283,7 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
                                "seeds": sorted(int(s) for s in results["runs"][FEW_SHOT])}
     if not runs:
         return summary
-    samples, curve = _mean_curve(runs, "real_steps")
+    samples, curve = mean_curve(runs, "real_steps")
     length = len(curve)
     # Judged as the target is: over a window of ``last_evaluations`` evaluations, so that one
     # lucky evaluation does not count as reaching it.
@@ -300,7 +302,7 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     best_samples = _first_reaching(samples, smoothed, best_window, window)
     reference_needed = None
     if reference_runs:
-        reference_steps, reference_curve = _mean_curve(list(reference_runs.values()), "steps")
+        reference_steps, reference_curve = mean_curve(list(reference_runs.values()))
         reference_window = min(last_evaluations, len(reference_curve))
         reference_needed = _first_reaching(reference_steps, _window_means(reference_curve, reference_window),
                                            best_window, reference_window)
@@ -309,13 +311,6 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
                     "fewer_real_samples_at_best": reference_needed / best_samples
                     if reference_needed and best_samples else None})
     return summary
-
-
-def _mean_curve(runs: list[dict[str, Any]], x_key: str) -> tuple[list[int], list[float]]:
-    """The mean over runs of the real return at each evaluation they all reached, with ``x_key``."""
-    length = min(len(run["evaluations"]) for run in runs)
-    xs = [runs[0]["evaluations"][i][x_key] for i in range(length)]
-    return xs, [statistics.mean(run["evaluations"][i]["mean"] for run in runs) for i in range(length)]
 
 
 def _window_means(curve: list[float], window: int) -> list[float]:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 import gymnasium as gym
-import numpy as np
 import torch
 from filelock import FileLock
 from gymnasium import spaces
@@ -136,6 +135,19 @@ def _run_missing_seeds(results: dict[str, Any], variant: str, seeds: Sequence[in
         results["runs"][variant][str(seed)] = train(seed)
         if folder is not None:
             _save(folder, results)
+
+
+def trained_variants(results: dict[str, Any]) -> list[str]:
+    """The variants a results folder trains: as recorded, or (older files) those with runs."""
+    return results.get("variants") or [variant for variant, runs in results.get("runs", {}).items() if runs]
+
+
+def mean_curve(runs: list[dict[str, Any]], x_key: str = "steps") -> tuple[list[int], list[float]]:
+    """The mean over ``runs`` of the real return at each evaluation they all reached, with
+    the evaluations' ``x_key`` (agent steps, or real samples for few-shot runs)."""
+    length = min(len(run["evaluations"]) for run in runs)
+    xs = [runs[0]["evaluations"][i][x_key] for i in range(length)]
+    return xs, [statistics.mean(run["evaluations"][i]["mean"] for run in runs) for i in range(length)]
 
 
 def last_evaluations_mean(run: dict[str, Any], count: int = 3) -> float:
@@ -267,13 +279,10 @@ def summarise(results: dict[str, Any]) -> dict[str, Any]:
     for variant, runs in results["runs"].items():
         if not runs:
             continue
-        curves = [[r["mean"] for r in run["evaluations"]] for run in runs.values()]
-        length = min(len(c) for c in curves)
-        mean_curve = np.mean([c[:length] for c in curves], axis=0)
-        steps = [r["steps"] for r in next(iter(runs.values()))["evaluations"][:length]]
-        summary[variant] = {"steps": steps, "mean_return": [float(x) for x in mean_curve],
-                            "final": float(mean_curve[-1]), "best": float(mean_curve.max()),
-                            "final_over_best": float(mean_curve[-1] / mean_curve.max()) if mean_curve.max() > 0
+        steps, curve = mean_curve(list(runs.values()))
+        summary[variant] = {"steps": steps, "mean_return": curve,
+                            "final": curve[-1], "best": max(curve),
+                            "final_over_best": curve[-1] / max(curve) if max(curve) > 0
                             else None, "seeds": sorted(int(s) for s in runs)}
     if NEURAL in summary and REAL in summary and summary[REAL]["final"] > 0:
         summary["final_ratio_neural_over_real"] = summary[NEURAL]["final"] / summary[REAL]["final"]
