@@ -323,3 +323,11 @@ def test_fine_tuning_changes_what_the_env_steps_with(tiny_checkpoint: Path) -> N
     torch.testing.assert_close(after, simulator.predict(x, u), rtol=1e-5, atol=1e-6)
     with pytest.raises(NeuralSimError, match="needs transitions"):
         fine_tune(simulator, starts[:0], actions[:0], targets[:0], iterations=5)
+
+
+def test_rl_command_shows_progress_by_default_on_a_plain_install(tmp_path: Path) -> None:
+    # SB3's progress bar needs rich, which SB3 itself does not require; the default must not crash.
+    argv = ["rl", "NeuralSim/Pendulum-v0", "--steps", "20", "--seeds", "0", "--eval-every", "20",
+            "--eval-episodes", "1", "--no-reference", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    assert (tmp_path / "agents" / "neural_sim-seed0.zip").is_file()
