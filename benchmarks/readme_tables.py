@@ -46,9 +46,14 @@ def accuracy_table() -> str:
             continue  # not benchmarked yet
         h = bench["horizons"]
         ablation = bench.get("ablation")
-        other = (f"{mse(h['16']['ablation_mse'])} / {mse(h['100']['ablation_mse'])} ({ablation['architecture']})"
-                 if ablation else "-")
         training = config["training"]
+        other = "-"
+        if ablation:
+            # The ablation is only a like-for-like comparison at the same samples; say so when it is not.
+            budget = ("" if ablation.get("samples") == training["samples"]
+                      else f", {ablation['samples'] / 1e6:.0f}M samples")
+            other = (f"{mse(h['16']['ablation_mse'])} / {mse(h['100']['ablation_mse'])} "
+                     f"({ablation['architecture']}{budget})")
         cost = f"{training['wall_time_s'] / 60:.0f} min, {training['samples'] / 1e6:.0f}M samples"
         rows.append(f"| {name} | {config['simulator']['model']['architecture']} | {mse(h['3']['mse'])} | "
                     f"{mse(h['16']['mse'])} | {mse(h['100']['mse'])} | {other} | "
