@@ -14,6 +14,7 @@ import re
 import statistics
 from pathlib import Path
 
+from neural_sim.rl.evaluation import checkpoint_fingerprint
 from neural_sim.rl.zero_shot import last_evaluations_mean, trained_variants
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,6 +144,15 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.0f} +- {deviation:.0f}"
 
 
+def earlier_weights(results: dict) -> str:
+    """A note for results trained in other weights than the checkpoint now shipped for their
+    env id (they predate a retraining): rerunning the row's command refreshes them."""
+    recorded = results.get("checkpoint_sha256")
+    if recorded is None or recorded == checkpoint_fingerprint(results["env_id"]):
+        return ""
+    return f", in earlier weights ({recorded})"
+
+
 def rl_table() -> str:
     """Zero-shot results: one row per ``benchmarks/results/rl/*.json`` (``neural-sim rl``'s
     ``results.json``, copied). Per seed, the real return averaged over the last
@@ -177,7 +187,8 @@ def rl_table() -> str:
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
         neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
         reference_only = "neural_sim" not in trained_variants(results)
-        neural_cell = "- (reference only)" if reference_only else f"{spread(neural)} (n={len(neural)})"
+        neural_cell = ("- (reference only)" if reference_only
+                       else f"{spread(neural)} (n={len(neural)}){earlier_weights(results)}")
         rows.append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
                     f"| {results['algo'].upper()}, {results['steps']:,} | {', '.join(map(str, seeds))} "
                     f"| {neural_cell} | {spread(real)} (n={len(real)}) | {ratio} | {shape} "
@@ -210,8 +221,9 @@ def few_shot_table() -> str:
                    f"--steps {results['steps']} --every {results['every']} --real-steps {results['real_steps']} "
                    f"--finetune-iterations {results['finetune_iterations']} --seeds {' '.join(map(str, seeds))} "
                    f"--out runs/few-shot-{path.stem}")
-        rows.append(f"| `{results['real_env_id']}` | {results['algo'].upper()}, {results['steps']:,} "
-                    f"| {results['real_steps']:,} real steps every {results['every']:,} | {', '.join(map(str, seeds))} "
+        rows.append(f"| `{results['real_env_id']}` | {results['algo'].upper()}, {results['steps']:,}"
+                    f"{earlier_weights(results)} | {results['real_steps']:,} real steps every {results['every']:,} "
+                    f"| {', '.join(map(str, seeds))} "
                     f"| {summary['target_return']:.0f} ({summary['reference_real_samples']:,}, seeds "
                     f"{', '.join(map(str, summary['reference_seeds']))}) | {needed_cell} | {fewer} "
                     f"| {summary['final']:.0f} ({summary['real_samples'][-1]:,}) | {equal} | {best} | {best_needed} "

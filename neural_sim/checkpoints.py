@@ -15,6 +15,7 @@ Layout (hub-ready)::
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import os
 import shutil
@@ -118,6 +119,23 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str], revision: str | Non
         f"no checkpoint called {text!r}: not a shipped robot (known: {shipped_names()}), not an existing "
         "checkpoint folder, and not a Hub repo id ('owner/name')"
     )
+
+
+def weights_fingerprint(folder: str | os.PathLike[str]) -> str:
+    """A short hash of what a checkpoint's envs compute with: the model, the reset states and,
+    if present, the density model. ``config.json`` is left out on purpose: rewriting its
+    benchmark figures changes no prediction.
+
+    :return: the first 12 hex digits of the SHA-256 over those files, in a fixed order.
+    """
+    folder = Path(folder)
+    _require_files(folder, (MODEL_FILE, RESET_STATES_FILE))
+    digest = hashlib.sha256()
+    for name in (MODEL_FILE, RESET_STATES_FILE, DENSITY_FILE):
+        if (folder / name).is_file():
+            digest.update(name.encode())
+            digest.update((folder / name).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def read_config(folder: str | os.PathLike[str]) -> CheckpointConfig:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import neural_sim
-from neural_sim.checkpoints import FORMAT_VERSION, load_reset_states, read_config
+from neural_sim.checkpoints import FORMAT_VERSION, load_reset_states, read_config, weights_fingerprint
 from neural_sim.errors import CheckpointError, UnknownNameError
 
 
@@ -79,6 +79,21 @@ def test_corrupted_safetensors_is_reported(checkpoint_copy: Path) -> None:
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         neural_sim.load(checkpoint_copy)
+
+
+def test_weights_fingerprint_follows_the_weights_not_the_figures(checkpoint_copy: Path) -> None:
+    before = weights_fingerprint(checkpoint_copy)
+    config = checkpoint_copy / "config.json"
+    config.write_text(config.read_text().replace("{", '{"note": "benchmark figures rewritten", ', 1))
+    assert weights_fingerprint(checkpoint_copy) == before
+    states = checkpoint_copy / "reset_states.safetensors"
+    data = bytearray(states.read_bytes())
+    data[-1] ^= 1
+    states.write_bytes(bytes(data))
+    assert len(before) == 12 and weights_fingerprint(checkpoint_copy) != before
+    (checkpoint_copy / "model.safetensors").unlink()
+    with pytest.raises(CheckpointError, match=re.escape("missing ['model.safetensors']")):
+        weights_fingerprint(checkpoint_copy)
 
 
 def test_newer_format_version_asks_for_an_upgrade(checkpoint_copy: Path) -> None:

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from neural_sim import load as neural_sim_load
+from neural_sim.checkpoints import resolve_checkpoint, weights_fingerprint
 from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError, UnknownNameError
 from neural_sim.rl import RealEnvEvaluation, few_shot, make_agent, real_env_id, real_sample_efficiency, zero_shot
@@ -76,6 +77,25 @@ def test_zero_shot_records_both_variants_resumes_and_plots(tmp_path: Path) -> No
     assert again["runs"] == runs
     with pytest.raises(NeuralSimError, match="other settings \\(steps differ\\)"):
         zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **{**settings, "steps": 90}, **QUIET)
+
+
+def test_results_name_the_checkpoint_weights_they_were_trained_in(tmp_path: Path) -> None:
+    settings = {"steps": 20, "seeds": (0,), "eval_every": 20, "eval_episodes": 1}
+    results = zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **settings, **QUIET)
+    fingerprint = weights_fingerprint(resolve_checkpoint("pendulum"))
+    assert results["checkpoint_sha256"] == fingerprint
+    assert results["runs"]["neural_sim"]["0"]["checkpoint_sha256"] == fingerprint
+    assert "checkpoint_sha256" not in results["runs"]["real"]["0"]  # the real env has no checkpoint
+    path = tmp_path / RESULTS_FILE
+    saved = json.loads(path.read_text())
+    path.write_text(json.dumps({**saved, "checkpoint_sha256": "0123456789ab"}))
+    with pytest.raises(NeuralSimError, match=r"\(checkpoint_sha256 differ\)"):
+        zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **settings, **QUIET)
+    del saved["checkpoint_sha256"]  # files written before the fingerprint was recorded are still read
+    path.write_text(json.dumps(saved))
+    lines: list[str] = []
+    zero_shot("NeuralSim/Pendulum-v0", out=tmp_path, **settings, progress=False, log=lines.append)
+    assert lines == [f"{v} seed 0: already done in {tmp_path}" for v in ("neural_sim", "real")]
 
 
 def test_seeds_run_at_once_into_one_folder_keep_each_others_runs(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
@@ -12,7 +13,7 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from neural_sim.checkpoints import read_config, resolve_checkpoint
+from neural_sim.checkpoints import read_config, resolve_checkpoint, weights_fingerprint
 from neural_sim.envs.ids import NAMESPACE, mirrored_id
 from neural_sim.errors import UnknownNameError
 
@@ -23,6 +24,21 @@ def real_env_id(env_id: str) -> str:
 
     :raises UnknownNameError: for an id that is not a registered NeuralSim id.
     """
+    folder, task = _checkpoint_and_task(env_id)
+    return mirrored_id(read_config(folder).robot, task)
+
+
+def checkpoint_fingerprint(env_id: str) -> str:
+    """:func:`~neural_sim.checkpoints.weights_fingerprint` of the checkpoint behind a
+    ``NeuralSim/...`` id: results record it, so a figure can be traced to the weights it
+    was measured with.
+
+    :raises UnknownNameError: for an id that is not a registered NeuralSim id.
+    """
+    return weights_fingerprint(_checkpoint_and_task(env_id)[0])
+
+
+def _checkpoint_and_task(env_id: str) -> tuple[Path, str]:
     import neural_sim  # noqa: F401  (registers the shipped ids)
 
     name = env_id.split(":", 1)[-1]
@@ -30,8 +46,7 @@ def real_env_id(env_id: str) -> str:
         known = sorted(i for i in gym.registry if i.startswith(f"{NAMESPACE}/"))
         raise UnknownNameError(f"{env_id!r} is not a registered NeuralSim env id; known: {known}")
     kwargs = gym.spec(name).kwargs
-    robot = read_config(resolve_checkpoint(kwargs["checkpoint"], kwargs.get("revision"))).robot
-    return mirrored_id(robot, kwargs["task"])
+    return resolve_checkpoint(kwargs["checkpoint"], kwargs.get("revision")), kwargs["task"]
 
 
 def make_real_env(env_id: str) -> gym.Env[Any, Any]:

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.errors import NeuralSimError
 from neural_sim.pipeline.train import fine_tune
-from neural_sim.rl.evaluation import real_env_id
+from neural_sim.rl.evaluation import checkpoint_fingerprint, real_env_id
 from neural_sim.rl.zero_shot import (
     PLOT_FILE,
     REAL,
@@ -230,7 +230,8 @@ def few_shot(
     eval_every, eval_episodes = reference_results["eval_every"], reference_results["eval_episodes"]
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps, "every": every,
                 "real_steps": real_steps, "finetune_iterations": finetune_iterations,
-                "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty}
+                "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty,
+                "checkpoint_sha256": checkpoint_fingerprint(env_id)}
     folder = Path(out) if out is not None else None
     results = _load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {FEW_SHOT: {}}, "reference": str(reference_path),

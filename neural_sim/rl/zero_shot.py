@@ -30,7 +30,7 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from neural_sim.errors import NeuralSimError
-from neural_sim.rl.evaluation import RealEnvEvaluation, make_real_env, real_env_id
+from neural_sim.rl.evaluation import RealEnvEvaluation, checkpoint_fingerprint, make_real_env, real_env_id
 
 #: Algorithms by name, with the paper's settings (actor and critics 256x256; TQC with 5
 #: critics of 25 quantiles, the top 2 per critic dropped).
@@ -42,6 +42,8 @@ ALGORITHMS: dict[str, tuple[type[BaseAlgorithm], dict[str, Any]]] = {
 RESULTS_FILE = "results.json"
 #: Settings recorded in ``results.json`` only when they differ from these (older files lack them).
 OPTIONAL_SETTINGS: dict[str, Any] = {"reset_from": "buffer"}
+#: Settings recorded since a later version: compared only with files that have them.
+LATER_SETTINGS = frozenset({"checkpoint_sha256"})
 PLOT_FILE = "learning_curve.png"
 #: A run's checkpoint folder is ``agents/<variant>-seed<seed>`` + this, while the run is unfinished.
 CHECKPOINT_SUFFIX = ".checkpoint"
@@ -99,7 +101,8 @@ def zero_shot(
     if not (neural_sim or reference):
         raise NeuralSimError("nothing to train: neural_sim and reference are both off")
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
-                "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty}
+                "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty,
+                "checkpoint_sha256": checkpoint_fingerprint(env_id)}
     if reset_from != OPTIONAL_SETTINGS["reset_from"]:
         settings["reset_from"] = reset_from
     folder = Path(out) if out is not None else None
@@ -222,6 +225,8 @@ def _train_and_score(
         shutil.rmtree(checkpoint)
     run = {"evaluations": evaluation.records, "wall_time_s": round(wall, 1),
            "agent_steps_per_s": round(steps / wall, 1) if wall > 0 else None}
+    if train_id != real_id:
+        run["checkpoint_sha256"] = checkpoint_fingerprint(train_id)  # the weights this run trained in
     if resumed_from:
         run["resumed_from_steps"] = resumed_from
     return run
@@ -324,7 +329,8 @@ def _load_results(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | No
     if not path.is_file():
         return None
     results = json.loads(path.read_text())
-    differing = sorted(k for k in {*settings, *OPTIONAL_SETTINGS}
+    compared = {*settings, *OPTIONAL_SETTINGS} - {k for k in LATER_SETTINGS if k not in results}
+    differing = sorted(k for k in compared
                        if results.get(k, OPTIONAL_SETTINGS.get(k)) != settings.get(k, OPTIONAL_SETTINGS.get(k)))
     if differing:
         raise NeuralSimError(
