@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -17,6 +18,7 @@ from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError
 from neural_sim.model import ModelConfig
 from neural_sim.pipeline.benchmark import PLOT_FILE, benchmark, write_benchmark
+from neural_sim.pipeline.card import model_card
 from neural_sim.pipeline.chaos import benettin
 from neural_sim.pipeline.collect import Dataset
 from neural_sim.pipeline.train import TrainConfig, train
@@ -72,6 +74,18 @@ def test_write_puts_figures_plot_and_ablation_into_the_checkpoint(tmp_path: Path
     card = (folder / "README.md").read_text()
     assert "ablation (residual) MSE" in card and "](benchmark.png)" in card and "pytest-ablation" in card
     assert read_config(folder).benchmark["error_vs_step"]["horizon"] == 16
+
+
+def test_card_says_when_the_ablation_had_another_sample_budget(tmp_path: Path, with_ablation: Path) -> None:
+    folder = tmp_path / "ckpt"
+    shutil.copytree(with_ablation, folder)
+    results = benchmark(folder, sequences=1, seed=9, horizons=(3,), windows_per_sequence=2, lyapunov=False)
+    config = read_config(folder)
+    for samples, like_for_like in ((results["ablation"]["samples"], True), (10**9, False)):
+        training = {**config.training, "samples": samples}
+        card = model_card(dataclasses.replace(config, training=training, benchmark=results))
+        assert ("the same data with the same samples" in card) is like_for_like
+        assert ("not a like-for-like comparison" in card) is not like_for_like
 
 
 def test_benchmark_command_prints_baselines_and_writes_json_and_plot(

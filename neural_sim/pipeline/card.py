@@ -77,7 +77,7 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "",
     ]
     if config.benchmark.get("horizons"):
-        lines += _accuracy_section(config.benchmark)
+        lines += _accuracy_section(config.benchmark, training.get("samples"))
     if config.density is not None:
         density = config.density
         fit = density.fit or {}
@@ -120,7 +120,7 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
-def _accuracy_section(bench: dict[str, Any]) -> list[str]:
+def _accuracy_section(bench: dict[str, Any], model_samples: int | None) -> list[str]:
     """Figures of ``neural-sim benchmark``: MSE per horizon next to the baselines, the
     Lyapunov check and the cost per step."""
     ablation = bench.get("ablation")
@@ -143,12 +143,14 @@ def _accuracy_section(bench: dict[str, Any]) -> list[str]:
     if "error_vs_step" in bench:
         lines += ["![error vs prediction step and per state dimension](benchmark.png)", ""]
     if ablation:
-        lines += [
-            f"Ablation: the `{ablation['architecture']}` architecture trained on the same data with the same "
-            f"samples ({ablation['samples']}; {ablation['wall_time_s']} s on {ablation['hardware']}): "
-            f"`{ablation['command']}`.",
-            "",
-        ]
+        cost = f"{ablation['wall_time_s']} s on {ablation['hardware']}"
+        if ablation.get("samples") == model_samples:
+            trained = f"on the same data with the same samples ({ablation['samples']}; {cost})"
+        else:  # e.g. a model retrained for longer than its ablation
+            trained = (f"with {ablation['samples']} samples ({cost}); this model saw {model_samples}, so the two "
+                       "columns are not a like-for-like comparison")
+        lines += [f"Ablation: the `{ablation['architecture']}` architecture trained {trained}: "
+                  f"`{ablation['command']}`.", ""]
     lyapunov = bench.get("lyapunov")
     if lyapunov:
         lines += [
