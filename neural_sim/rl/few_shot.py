@@ -36,6 +36,7 @@ from neural_sim.rl.zero_shot import (
     last_evaluations_mean,
     mean_curve,
     trained_variants,
+    window_means,
 )
 
 FEW_SHOT = "few_shot"
@@ -289,7 +290,7 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     # Judged as the target is: over a window of ``last_evaluations`` evaluations, so that one
     # lucky evaluation does not count as reaching it.
     window = min(last_evaluations, length)
-    smoothed = _window_means(curve, window)
+    smoothed = window_means(curve, window)
     needed = _first_reaching(samples, smoothed, target, window) if target is not None else None
     best_window = max(smoothed)
     summary.update({"real_samples": samples, "mean_return": curve, "window_mean_return": smoothed,
@@ -305,17 +306,13 @@ def real_sample_efficiency(results: dict[str, Any], reference: dict[str, Any], l
     if reference_runs:
         reference_steps, reference_curve = mean_curve(list(reference_runs.values()))
         reference_window = min(last_evaluations, len(reference_curve))
-        reference_needed = _first_reaching(reference_steps, _window_means(reference_curve, reference_window),
+        reference_needed = _first_reaching(reference_steps, window_means(reference_curve, reference_window),
                                            best_window, reference_window)
     summary.update({"best_window_return": best_window, "real_samples_to_best_window": best_samples,
                     "reference_real_samples_to_best_window": reference_needed,
                     "fewer_real_samples_at_best": reference_needed / best_samples
                     if reference_needed and best_samples else None})
     return summary
-
-
-def _window_means(curve: list[float], window: int) -> list[float]:
-    return [statistics.mean(curve[i + 1 - window:i + 1]) for i in range(window - 1, len(curve))]
 
 
 def _first_reaching(xs: list[int], smoothed: list[float], value: float, window: int) -> int | None:

@@ -153,6 +153,12 @@ def mean_curve(runs: list[dict[str, Any]], x_key: str = "steps") -> tuple[list[i
     return xs, [statistics.mean(run["evaluations"][i]["mean"] for run in runs) for i in range(length)]
 
 
+def window_means(curve: list[float], window: int) -> list[float]:
+    """Means of ``curve`` over each run of ``window`` consecutive evaluations (one lucky
+    evaluation does not count as reaching a return); element ``i`` ends at ``curve[i + window - 1]``."""
+    return [statistics.mean(curve[i + 1 - window:i + 1]) for i in range(window - 1, len(curve))]
+
+
 def last_evaluations_mean(run: dict[str, Any], count: int = 3) -> float:
     """A run's real return averaged over its last ``count`` evaluations (one evaluation of a
     half-trained agent swings widely)."""
