@@ -161,10 +161,11 @@ def rl_table() -> str:
     variant) is compared with the real-env runs of the file with the same real task,
     algorithm, budget and scoring."""
     last = LAST_EVALUATIONS
-    rows = [f"| real task | agent, steps | seeds | trained in NeuralSim: real return, last {last} evaluations "
+    header = [f"| real task | agent, steps | seeds | trained in NeuralSim: real return, last {last} evaluations "
             "| trained in the real env | ratio | NeuralSim mean curve: best / last evaluation over best "
             "| wall time per run, NeuralSim / real (min) | command |",
             "|---|---|---|---|---|---|---|---|---|"]
+    current, earlier = list(header), list(header)
     files = {path.stem: json.loads(path.read_text())
              for path in sorted((ROOT / "benchmarks" / "results" / "rl").glob("*.json"))}
     same_setup = ("real_env_id", "algo", "steps", "eval_every", "eval_episodes")
@@ -187,13 +188,19 @@ def rl_table() -> str:
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
         neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
         reference_only = "neural_sim" not in trained_variants(results)
-        neural_cell = ("- (reference only)" if reference_only
-                       else f"{spread(neural)} (n={len(neural)}){earlier_weights(results)}")
-        rows.append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
+        stale = "" if reference_only else earlier_weights(results)
+        neural_cell = "- (reference only)" if reference_only else f"{spread(neural)} (n={len(neural)}){stale}"
+        (earlier if stale else current).append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
                     f"| {results['algo'].upper()}, {results['steps']:,} | {', '.join(map(str, seeds))} "
                     f"| {neural_cell} | {spread(real)} (n={len(real)}) | {ratio} | {shape} "
                     f"|{walls}| `{rl_command(results, seeds, name)}` |")
-    return "\n".join(rows)
+    if len(earlier) == len(header):
+        return "\n".join(current)
+    # Kept, apart, because their real-env runs are the reference of current rows and their
+    # NeuralSim figures show what retraining the checkpoint changed.
+    note = ("Trained in earlier weights of the checkpoint (kept for comparison; their real-env runs "
+            "are the reference of the rows above run with `--no-reference`):")
+    return "\n".join([*current, "", note, "", *earlier])
 
 
 def few_shot_table() -> str:
