@@ -14,6 +14,7 @@ import re
 import statistics
 from pathlib import Path
 
+from neural_sim.pipeline.card import ablation_is_like_for_like
 from neural_sim.rl.evaluation import checkpoint_fingerprint
 from neural_sim.rl.zero_shot import last_evaluations_mean, trained_variants
 
@@ -50,8 +51,7 @@ def accuracy_table() -> str:
         training = config["training"]
         other = "-"
         if ablation:
-            # The ablation is only a like-for-like comparison at the same samples; say so when it is not.
-            budget = ("" if ablation.get("samples") == training["samples"]
+            budget = ("" if ablation_is_like_for_like(ablation, training["samples"])
                       else f", {ablation['samples'] / 1e6:.0f}M samples")
             other = (f"{mse(h['16']['ablation_mse'])} / {mse(h['100']['ablation_mse'])} "
                      f"({ablation['architecture']}{budget})")

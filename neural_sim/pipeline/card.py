@@ -120,6 +120,12 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def ablation_is_like_for_like(ablation: dict[str, Any], model_samples: int | None) -> bool:
+    """Whether a benchmark's architecture ablation compares like with like: trained on as many
+    samples as the model (not so after retraining the model alone for longer)."""
+    return ablation.get("samples") == model_samples
+
+
 def _accuracy_section(bench: dict[str, Any], model_samples: int | None) -> list[str]:
     """Figures of ``neural-sim benchmark``: MSE per horizon next to the baselines, the
     Lyapunov check and the cost per step."""
@@ -144,7 +150,7 @@ def _accuracy_section(bench: dict[str, Any], model_samples: int | None) -> list[
         lines += ["![error vs prediction step and per state dimension](benchmark.png)", ""]
     if ablation:
         cost = f"{ablation['wall_time_s']} s on {ablation['hardware']}"
-        if ablation.get("samples") == model_samples:
+        if ablation_is_like_for_like(ablation, model_samples):
             trained = f"on the same data with the same samples ({ablation['samples']}; {cost})"
         else:  # e.g. a model retrained for longer than its ablation
             trained = (f"with {ablation['samples']} samples ({cost}); this model saw {model_samples}, so the two "
