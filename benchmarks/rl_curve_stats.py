@@ -2,7 +2,8 @@
 windows of consecutive evaluations, and how widely one evaluation's episodes spread.
 
 The README's cheetah-run 300k comparison (with and without the density penalty) quotes
-these figures:
+these figures, and the README's per-seed reacher returns come from the same command on the
+reacher files (``--variant real`` for the real-trained runs):
 
     python benchmarks/rl_curve_stats.py benchmarks/results/rl/cheetah-run-300k-neural.json \\
         benchmarks/results/rl/cheetah-run-300k-density.json
@@ -15,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from neural_sim.rl.zero_shot import NEURAL, mean_curve, window_means
+from neural_sim.rl.zero_shot import NEURAL, last_evaluations_mean, mean_curve, window_means
 
 
 def curve_stats(results: dict, variant: str = NEURAL, window: int = 3, spread_over: int = 10) -> dict:
@@ -33,6 +34,9 @@ def curve_stats(results: dict, variant: str = NEURAL, window: int = 3, spread_ov
     best_single = max(curve)
     return {
         "seeds": sorted(int(s) for s in results["runs"][variant]),
+        # Per seed, as the README's RL table scores it: the mean of the last ``window`` evaluations.
+        "last_window_by_seed": {seed: round(last_evaluations_mean(run, window), 1)
+                                for seed, run in sorted(results["runs"][variant].items(), key=lambda kv: int(kv[0]))},
         "best_single": round(best_single, 1), "best_single_at": steps[curve.index(best_single)],
         "best_window": round(best_window, 1), "best_window_ends_at": steps[windows.index(best_window) + window - 1],
         "final_window": round(windows[-1], 1),
