@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from neural_sim.rl.zero_shot import NEURAL, last_evaluations_mean, mean_curve, window_means
+from neural_sim.rl.zero_shot import NEURAL, REAL, last_evaluations_mean, mean_curve, window_means
 
 
 def curve_stats(results: dict, variant: str = NEURAL, window: int = 3, spread_over: int = 10) -> dict:
@@ -25,7 +25,7 @@ def curve_stats(results: dict, variant: str = NEURAL, window: int = 3, spread_ov
     :param window: consecutive evaluations averaged for the "window" figures.
     :param spread_over: last evaluations over which the within-evaluation std is averaged.
     """
-    runs = list(results["runs"][variant].values())
+    runs = list(results["runs"].get(variant, {}).values())
     if not runs:
         raise SystemExit(f"no {variant} runs in these results")
     steps, curve = mean_curve(runs)
@@ -50,7 +50,8 @@ def curve_stats(results: dict, variant: str = NEURAL, window: int = 3, spread_ov
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path, help="results.json files of `neural-sim rl`")
-    parser.add_argument("--variant", default=NEURAL, help="neural_sim (default) or real")
+    parser.add_argument("--variant", default=NEURAL, choices=(NEURAL, REAL),
+                        help="the agents trained in NeuralSim (default) or in the real env")
     parser.add_argument("--window", type=int, default=3)
     args = parser.parse_args()
     for path in args.results:
