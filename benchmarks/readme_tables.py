@@ -14,7 +14,7 @@ import re
 import statistics
 from pathlib import Path
 
-from neural_sim.pipeline.card import ablation_is_like_for_like
+from neural_sim.pipeline.card import ablation_is_like_for_like, lyapunov_summary
 from neural_sim.rl.evaluation import checkpoint_fingerprint
 from neural_sim.rl.zero_shot import last_evaluations_mean, trained_variants
 
@@ -56,15 +56,17 @@ def accuracy_table() -> str:
             other = (f"{mse(h['16']['ablation_mse'])} / {mse(h['100']['ablation_mse'])} "
                      f"({ablation['architecture']}{budget})")
         cost = f"{training['wall_time_s'] / 60:.0f} min, {training['samples'] / 1e6:.0f}M samples"
-        rows.append(f"| {name} | {config['simulator']['model']['architecture']} | {mse(h['3']['mse'])} | "
+        architecture = config["simulator"]["model"]["architecture"]
+        if "init_from" in training:
+            architecture += f", {training['train_config']['rollout_steps']}-step rollout fine-tune"
+        rows.append(f"| {name} | {architecture} | {mse(h['3']['mse'])} | "
                     f"{mse(h['16']['mse'])} | {mse(h['100']['mse'])} | {other} | "
                     f"{h['16']['hold_last_state_mse']:.3g} | {PAPER.get(name, '-')} | {TARGET.get(name, '-')} | "
                     f"{config['trusted_horizon']} | {cost} |")
         if "lyapunov" in bench and name == "acrobot":
             lyapunov = bench["lyapunov"]
-            notes.append(f"Largest Lyapunov exponent of {name}: model {lyapunov['model']:.4f} 1/s, MuJoCo "
-                         f"{lyapunov['mujoco']:.4f} 1/s ({lyapunov['protocol']}; {lyapunov['trajectories']} "
-                         "trajectories).")
+            notes.append(f"Largest Lyapunov exponent of {name}: {lyapunov_summary(lyapunov)} "
+                         f"({lyapunov['protocol']}; {lyapunov['trajectories']} trajectories).")
     return "\n".join(rows + (["", *notes] if notes else []))
 
 

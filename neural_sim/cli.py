@@ -68,8 +68,13 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
     recipe = with_overrides(
         dataclasses.replace(recipe, data=data, model=model, integrator=integrator),
         iterations=args.iterations, stages=args.stages, batch_size=args.batch_size, learning_rate=args.lr,
-        seed=args.seed, eval_every=args.eval_every,
+        seed=args.seed, eval_every=args.eval_every, rollout_steps=args.rollout_steps,
     )
+    if recipe.fine_tunes and args.init_from is None:
+        raise NeuralSimError(
+            f"recipe {args.recipe!r} fine-tunes a checkpoint of recipe {recipe.fine_tunes!r}: give that checkpoint "
+            f"with --init-from (made by `neural-sim train --recipe {recipe.fine_tunes} --out FOLDER`)"
+        )
     if args.data:
         dataset = Dataset.load(args.data)
         if dataset.info.robot != recipe.robot:
@@ -80,7 +85,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
         dataset = collect(recipe.robot, data.sequences, data.steps, data.seed,
                           command=_command_line(collect_argv), progress=True)
     train(dataset, robot_spec(recipe.robot), args.out, recipe.model, recipe.integrator, recipe.train,
-          command=_command_line(argv), resume=args.resume)
+          command=_command_line(argv), resume=args.resume, init_from=args.init_from)
 
 
 def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -219,12 +224,14 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> None:
 def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.checkpoints import resolve_checkpoint
     from neural_sim.pipeline.benchmark import PLOT_FILE, benchmark, plot_benchmark, write_benchmark
+    from neural_sim.pipeline.card import lyapunov_summary
 
     _set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
     results = benchmark(
         folder, args.sequences, args.seed, tuple(args.horizons), args.windows, _command_line(argv), progress=True,
-        ablation=args.ablation, lyapunov=not args.no_lyapunov,
+        ablation=args.ablation, lyapunov=not args.no_lyapunov, lyapunov_trajectories=args.lyapunov_trajectories,
+        lyapunov_steps=args.lyapunov_steps,
     )
     ablation = results.get("ablation")
     columns = ["model MSE", "fast path (env) MSE", "hold-last-state"] + (
@@ -240,7 +247,7 @@ def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
         print("ablation: none (the checkpoint has no ablation/ folder; --ablation names one)")
     if "lyapunov" in results:
         lyapunov = results["lyapunov"]
-        print(f"largest Lyapunov exponent: model {lyapunov['model']:.4f}, MuJoCo {lyapunov['mujoco']:.4f} (1/s)")
+        print(f"largest Lyapunov exponent (1/s): {lyapunov_summary(lyapunov)}")
     print(f"model cost: {results['ms_per_step_batch1']:.3f} ms per step at batch 1 (torchdiffeq), "
           f"{results['fast_ms_per_step_batch1']:.3f} ms (traced, as environments step)")
     if args.json:
@@ -353,6 +360,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=None, help="Adam's initial learning rate (default 1e-3)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
     p.add_argument("--eval-every", type=int, default=None, help="iterations between validations (default 1000)")
+    p.add_argument("--rollout-steps", type=int, default=None,
+                   help="open-loop steps the loss unrolls (default 1: the one-step loss)")
+    p.add_argument("--init-from", type=Path, default=None,
+                   help="checkpoint folder to fine-tune (same robot and architecture): start from its weights")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_train)
 
@@ -366,6 +377,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ablation", type=Path, default=None,
                    help="checkpoint of the other architecture to compare (default: the checkpoint's ablation/)")
     p.add_argument("--no-lyapunov", action="store_true", help="skip the Lyapunov exponent check")
+    p.add_argument("--lyapunov-trajectories", type=int, default=60,
+                   help="held-out sequences the Lyapunov exponent averages over (default 60)")
+    p.add_argument("--lyapunov-steps", type=int, default=2000,
+                   help="steps of each, from step 100 (default 2000)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--plot", type=Path, default=None, help="also write the error plot to this PNG file")
     p.add_argument("--write", action="store_true",

@@ -18,8 +18,8 @@ from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError
 from neural_sim.model import ModelConfig
 from neural_sim.pipeline.benchmark import PLOT_FILE, benchmark, write_benchmark
-from neural_sim.pipeline.card import model_card
-from neural_sim.pipeline.chaos import benettin
+from neural_sim.pipeline.card import lyapunov_summary, model_card
+from neural_sim.pipeline.chaos import benettin, trajectory_exponents
 from neural_sim.pipeline.collect import Dataset
 from neural_sim.pipeline.train import TrainConfig, train
 from neural_sim.robots import robot_spec
@@ -101,12 +101,30 @@ def test_benchmark_command_prints_baselines_and_writes_json_and_plot(
     assert out_png.stat().st_size > 1000
 
 
-def test_lyapunov_check_reports_model_and_mujoco(tiny_checkpoint: Path) -> None:
-    results = benchmark(tiny_checkpoint, sequences=2, seed=9, horizons=(3,), windows_per_sequence=2)
+def test_lyapunov_check_reports_model_and_mujoco_with_standard_errors(tiny_checkpoint: Path) -> None:
+    results = benchmark(tiny_checkpoint, sequences=1, seed=9, horizons=(3,), windows_per_sequence=2,
+                        lyapunov_trajectories=3, lyapunov_steps=300)
     lyapunov = results["lyapunov"]
-    assert lyapunov["trajectories"] == 2 and lyapunov["steps"] == 900
+    assert lyapunov["trajectories"] == 3 and lyapunov["steps"] == 300
     assert np.isfinite(lyapunov["model"]) and np.isfinite(lyapunov["mujoco"])
     assert lyapunov["model"] != lyapunov["mujoco"]  # a 20-iteration model is not MuJoCo
+    for key in ("model_standard_error", "mujoco_standard_error", "difference_standard_error"):
+        assert lyapunov[key] > 0
+    # The paired difference is the difference of the means (up to the rounding to 4 places).
+    assert lyapunov["difference"] == pytest.approx(lyapunov["model"] - lyapunov["mujoco"], abs=2e-4)
+    assert "+-" in lyapunov_summary(lyapunov) and "paired difference" in lyapunov_summary(lyapunov)
+
+
+def test_trajectory_exponents_are_one_per_trajectory() -> None:
+    # Two decoupled linear maps with different rates: each trajectory recovers its own.
+    dt = 0.1
+
+    def step(states: np.ndarray, tangents: np.ndarray, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        rates = np.exp(np.array([[0.5], [-0.25]]) * dt)
+        return states * rates, tangents * rates
+
+    exponents = trajectory_exponents(step, np.ones((2, 2)), np.zeros((2, 400, 1)), dt)
+    assert exponents == pytest.approx([0.5, -0.25], rel=1e-6)
 
 
 def test_benettin_recovers_the_exponent_of_a_linear_map() -> None:

@@ -100,7 +100,7 @@ def test_benchmark_reports_each_horizon_and_refuses_the_training_seed(checkpoint
     with pytest.raises(NeuralSimError, match="seed of this checkpoint's training data"):
         benchmark(checkpoint_copy, sequences=1, seed=123)
     results = benchmark(checkpoint_copy, sequences=1, seed=9, horizons=(3, 16), windows_per_sequence=4,
-                        command="pytest-bench")
+                        command="pytest-bench", lyapunov_trajectories=2, lyapunov_steps=250)
     assert set(results["horizons"]) == {"3", "16"}
     for row in results["horizons"].values():
         assert row["mse"] >= 0 and row["hold_last_state_mse"] > 0 and row["windows"] == 4

@@ -11,13 +11,22 @@ from conftest import TINY, TINY_MODEL
 from safetensors.torch import load_file
 
 from neural_sim import load
+from neural_sim.checkpoints import weights_fingerprint
 from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError
 from neural_sim.model import ModelConfig
 from neural_sim.model.dynamics import MoSimField
 from neural_sim.pipeline.collect import Dataset
 from neural_sim.pipeline.recipes import load_recipe, recipe_names, with_overrides
-from neural_sim.pipeline.train import RUN_STATE_FILES, TRAINING_LOG, TrainConfig, train
+from neural_sim.pipeline.train import (
+    RUN_STATE_FILES,
+    TRAINING_LOG,
+    TrainConfig,
+    _Sequences,
+    one_step_loss,
+    rollout_loss,
+    train,
+)
 from neural_sim.robots import robot_spec
 
 TWO_CORRECTORS = ModelConfig(position_encoder=TINY, state_encoder=TINY, action_encoder=TINY, correctors=(TINY, TINY))
@@ -168,3 +177,76 @@ def test_train_command_takes_a_recipe_and_overrides(
     assert training["command"].startswith("neural-sim train --recipe")
     assert main(["train", "cheetah", "--recipe", str(recipe), "--out", str(out)]) == 2
     assert "is for robot 'acrobot', not 'cheetah'" in capsys.readouterr().err
+
+
+def test_fine_tuning_starts_from_the_parent_and_records_it(
+    tmp_path: Path, acrobot_data: Dataset, tiny_checkpoint: Path
+) -> None:
+    # With a zero learning rate the fine-tuned model must be its parent, bit for bit.
+    config = TrainConfig(iterations=4, batch_size=8, eval_every=2, learning_rate=0.0, rollout_steps=5, seed=2)
+    out = train(acrobot_data, robot_spec("acrobot"), tmp_path / "tuned", TINY_MODEL, config=config,
+                init_from=tiny_checkpoint, **QUIET)
+    parent, tuned = _weights(tiny_checkpoint), _weights(out)
+    assert all(torch.equal(parent[k], tuned[k]) for k in parent)
+    parent_config = json.loads((tiny_checkpoint / "config.json").read_text())
+    config_json = json.loads((out / "config.json").read_text())
+    assert config_json["simulator"]["normalisation"] == parent_config["simulator"]["normalisation"]
+    training = config_json["training"]
+    assert training["init_from"]["command"] == "pytest"
+    assert training["init_from"]["weights_sha256"] == weights_fingerprint(tiny_checkpoint)
+    assert "history" not in training["init_from"]
+    # Samples count both runs; a rollout window of 5 steps costs 5 samples.
+    assert training["samples"] == parent_config["training"]["samples"] + 4 * 8 * 5
+    assert training["history"][0]["iteration"] == 0  # the parent itself was validated first
+    card = (out / "README.md").read_text()
+    assert f"fine-tuned from (weights {weights_fingerprint(tiny_checkpoint)}): `pytest`" in card
+
+
+def test_fine_tuning_lowers_the_validation_error_of_a_briefly_trained_parent(
+    tmp_path: Path, acrobot_data: Dataset, tiny_checkpoint: Path
+) -> None:
+    config = TrainConfig(iterations=30, batch_size=16, eval_every=10, learning_rate=3e-3, rollout_steps=4, seed=2)
+    out = train(acrobot_data, robot_spec("acrobot"), tmp_path / "tuned", TINY_MODEL, config=config,
+                init_from=tiny_checkpoint, **QUIET)
+    history = json.loads((out / "config.json").read_text())["training"]["history"]
+    start, best = history[0]["val_mse_h16"], min(row["val_mse_h16"] for row in history)
+    assert best < start
+
+
+def test_fine_tuning_refuses_another_architecture_or_robot(
+    tmp_path: Path, acrobot_data: Dataset, tiny_checkpoint: Path
+) -> None:
+    config = TrainConfig(iterations=2, eval_every=1)
+    with pytest.raises(NeuralSimError, match="another architecture"):
+        train(acrobot_data, robot_spec("acrobot"), tmp_path / "a", ModelConfig(architecture="residual"),
+              config=config, init_from=tiny_checkpoint, **QUIET)
+    with pytest.raises(NeuralSimError, match="not of robot 'cartpole'"):
+        train(acrobot_data, robot_spec("cartpole"), tmp_path / "b", TINY_MODEL, config=config,
+              init_from=tiny_checkpoint, **QUIET)
+    with pytest.raises(NeuralSimError, match="rollout_steps must be >= 1"):
+        TrainConfig(rollout_steps=0)
+
+
+def test_rollout_loss_of_one_step_is_the_one_step_loss_and_windows_follow_the_data(acrobot_data: Dataset) -> None:
+    simulator = load("acrobot")
+    sequences = _Sequences(acrobot_data, 3)
+    starts, actions, targets = sequences.sample(5, torch.Generator().manual_seed(0))
+    assert actions.shape == (5, 3, 1) and targets.shape == (5, 3, 4)
+    states = torch.as_tensor(acrobot_data.states, dtype=torch.float32)
+    data_actions = torch.as_tensor(acrobot_data.actions, dtype=torch.float32)
+    for start, action, target in zip(starts, actions, targets, strict=True):
+        # Each window is a contiguous piece of one training sequence.
+        (n, t), = torch.nonzero((states == start).all(-1)).tolist()
+        assert torch.equal(action, data_actions[n, t : t + 3]) and torch.equal(target, states[n, t + 1 : t + 4])
+    scale = torch.ones(4)
+    with torch.no_grad():
+        assert rollout_loss(simulator, starts, actions[:, :1], targets[:, :1], scale) == pytest.approx(
+            float(one_step_loss(simulator, starts, actions[:, 0], targets[:, 0], scale)))
+
+
+def test_a_fine_tuning_recipe_needs_its_parent_checkpoint(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_recipe("cheetah-rollout").fine_tunes == "cheetah"
+    assert main(["train", "--recipe", "cheetah-rollout", "--out", str(tmp_path / "x")]) == 2
+    error = capsys.readouterr().err
+    assert "fine-tunes a checkpoint of recipe 'cheetah': give that checkpoint with --init-from" in error
+    assert not (tmp_path / "x").exists()

@@ -111,19 +111,43 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "## Provenance",
         "",
         f"- training command: `{training.get('command', '')}`",
+        *_parent_lines(training.get("init_from")),
         f"- training seed: {training.get('seed', '')}",
         f"- data: {training.get('data', {})}",
-        f"- samples seen: {training.get('samples', '')}; wall time: {training.get('wall_time_s', '')} s; "
+        f"- samples seen: {training.get('samples', '')}; wall time: {training.get('wall_time_s', '')} s"
+        + (" (both counting the runs it was fine-tuned from)" if training.get("init_from") else "") + "; "
         f"hardware: {training.get('hardware', '')}; torch {training.get('torch_version', '')}",
         "",
     ]
     return "\n".join(lines)
 
 
+def _parent_lines(parent: dict[str, Any] | None) -> list[str]:
+    """Provenance of the checkpoints a fine-tuned one started from, parent first."""
+    lines = []
+    while parent:
+        lines.append(f"- fine-tuned from (weights {parent.get('weights_sha256', '?')}): `{parent.get('command', '')}`, "
+                     f"seed {parent.get('seed', '')}, {parent.get('samples', '')} samples, "
+                     f"{parent.get('wall_time_s', '')} s")
+        parent = parent.get("init_from")
+    return lines
+
+
 def ablation_is_like_for_like(ablation: dict[str, Any], model_samples: int | None) -> bool:
     """Whether a benchmark's architecture ablation compares like with like: trained on as many
     samples as the model (not so after retraining the model alone for longer)."""
     return ablation.get("samples") == model_samples
+
+
+def lyapunov_summary(lyapunov: dict[str, Any]) -> str:
+    """``model a +- s 1/s, MuJoCo b +- s 1/s, difference d +- s 1/s`` from a benchmark's
+    ``lyapunov`` record (records written before standard errors were kept show the means)."""
+    def value(key: str) -> str:
+        error = lyapunov.get(f"{key}_standard_error")
+        return f"{lyapunov[key]:.4f}" + (f" +- {error:.4f}" if error is not None else "") + " 1/s"
+
+    text = f"model {value('model')}, MuJoCo {value('mujoco')}"
+    return text + (f", paired difference {value('difference')}" if "difference" in lyapunov else "")
 
 
 def _accuracy_section(bench: dict[str, Any], model_samples: int | None) -> list[str]:
@@ -160,7 +184,7 @@ def _accuracy_section(bench: dict[str, Any], model_samples: int | None) -> list[
     lyapunov = bench.get("lyapunov")
     if lyapunov:
         lines += [
-            f"Largest Lyapunov exponent: model {lyapunov['model']:.4f} 1/s, MuJoCo {lyapunov['mujoco']:.4f} 1/s "
+            f"Largest Lyapunov exponent: {lyapunov_summary(lyapunov)} "
             f"({lyapunov['protocol']}; {lyapunov['trajectories']} trajectories).",
             "",
         ]

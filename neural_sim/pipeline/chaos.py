@@ -3,7 +3,11 @@
 Both simulators start from the same held-out states and are driven by the same held-out
 random action sequences. A tangent vector rides along each trajectory: at every control
 step it is pushed through the step's Jacobian, its growth is logged, and it is
-renormalised. The exponent is the mean log growth per second after a transient. Both
+renormalised. Each trajectory's exponent is its mean log growth per second after a
+transient; the reported exponent is the mean over trajectories, with its standard error,
+and the model's error is the paired difference (same start, same actions), with its own.
+Per-trajectory exponents of a randomly driven robot spread widely (acrobot: -0.2 to 1.0
+1/s over 700 steps), so a comparison without the standard errors says little. Both
 simulators get the same treatment: Jacobian-vector products by central finite
 differences in float64 (the learned model runs on a float64 copy of its weights;
 forward-mode autodiff through the ODE solver costs about 100x more).
@@ -29,11 +33,14 @@ FD_STEP = 1e-7
 TangentStep = Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
 
 
-def benettin(step: TangentStep, starts: np.ndarray, actions: np.ndarray, dt: float, seed: int = 0) -> float:
-    """Largest Lyapunov exponent (1/s) averaged over trajectories from ``starts`` ``[N, S]``
-    driven by ``actions`` ``[N, T, nu]`` (the first :data:`TRANSIENT_STEPS` are not counted).
+def trajectory_exponents(
+    step: TangentStep, starts: np.ndarray, actions: np.ndarray, dt: float, seed: int = 0
+) -> np.ndarray:
+    """Largest Lyapunov exponent (1/s) of each trajectory from ``starts`` ``[N, S]`` driven by
+    ``actions`` ``[N, T, nu]`` (the first :data:`TRANSIENT_STEPS` are not counted): ``[N]``.
 
     :param dt: control timestep in seconds.
+    :param seed: seeds the initial tangent directions.
     """
     steps = actions.shape[1]
     if steps <= TRANSIENT_STEPS:
@@ -49,7 +56,16 @@ def benettin(step: TangentStep, starts: np.ndarray, actions: np.ndarray, dt: flo
         if t >= TRANSIENT_STEPS:
             log_growth += np.log(norms)
         tangents = tangents / norms[:, None]
-    return float(log_growth.mean() / ((steps - TRANSIENT_STEPS) * dt))
+    return log_growth / ((steps - TRANSIENT_STEPS) * dt)
+
+
+def benettin(step: TangentStep, starts: np.ndarray, actions: np.ndarray, dt: float, seed: int = 0) -> float:
+    """Largest Lyapunov exponent (1/s), the mean of :func:`trajectory_exponents`."""
+    return float(trajectory_exponents(step, starts, actions, dt, seed).mean())
+
+
+def _standard_error(values: np.ndarray) -> float:
+    return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
 
 def model_tangent_step(simulator: Simulator) -> TangentStep:
@@ -90,14 +106,22 @@ def lyapunov_exponents(
     simulator: Simulator, bridge: TaskBridge, starts: np.ndarray, actions: np.ndarray, seed: int = 0
 ) -> dict[str, float | int | str]:
     """The learned model's and the real simulator's exponent from the same starts under the
-    same actions ``[N, T, nu]``."""
+    same actions ``[N, T, nu]``: means over trajectories (``model``, ``mujoco``), their
+    standard errors (``*_standard_error``) and the paired difference model - MuJoCo
+    (``difference``, ``difference_standard_error``), all in 1/s."""
     dt = simulator.dt
+    model = trajectory_exponents(model_tangent_step(simulator), starts, actions, dt, seed)
+    mujoco = trajectory_exponents(physics_tangent_step(bridge), starts, actions, dt, seed)
     return {
-        "model": round(benettin(model_tangent_step(simulator), starts, actions, dt, seed), 4),
-        "mujoco": round(benettin(physics_tangent_step(bridge), starts, actions, dt, seed), 4),
+        "model": round(float(model.mean()), 4),
+        "mujoco": round(float(mujoco.mean()), 4),
+        "model_standard_error": round(_standard_error(model), 4),
+        "mujoco_standard_error": round(_standard_error(mujoco), 4),
+        "difference": round(float((model - mujoco).mean()), 4),
+        "difference_standard_error": round(_standard_error(model - mujoco), 4),
         "trajectories": len(starts),
         "steps": actions.shape[1],
         "protocol": f"Benettin with finite-difference tangents, {actions.shape[1]} steps ({TRANSIENT_STEPS} "
-        "transient) from held-out test states at step 100, driven by those sequences' own random actions; "
-        "unit 1/s",
+        "transient) from held-out random-action states at step 100, driven by those sequences' own random "
+        "actions; unit 1/s; mean +- standard error over trajectories",
     }

@@ -9,6 +9,9 @@ path) holding what ``neural-sim train`` needs beyond the output folder::
      "integrator": {"method": "rk4"},
      "train": {"iterations": 60000, "stages": [30000, 30000], "learning_rate": 0.002}}
 
+A fine-tuning recipe names the recipe whose checkpoint it starts from (``"fine_tunes":
+"cheetah"``) and is run with that checkpoint as ``--init-from``.
+
 ``model``, ``integrator`` and ``train`` take any keys of :class:`ModelConfig`,
 :class:`IntegratorConfig` and :class:`TrainConfig`; missing keys keep their defaults.
 """
@@ -53,6 +56,9 @@ class Recipe:
     integrator: IntegratorConfig = field(default_factory=IntegratorConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     description: str = ""
+    #: The recipe whose checkpoint this one fine-tunes ("": trains from scratch); such a
+    #: recipe needs that checkpoint as ``--init-from``.
+    fine_tunes: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The recipe as JSON-ready dicts (every setting spelled out)."""

@@ -1,7 +1,11 @@
 """Train a simulator on collected data and write a checkpoint folder.
 
 Loss: single-step prediction error, each state dimension divided by the standard
-deviation of its one-step change (so positions and velocities weigh alike). The best
+deviation of its one-step change (so positions and velocities weigh alike); or, with
+``TrainConfig.rollout_steps`` > 1, the error of open-loop rollouts that many steps long,
+each dimension divided by its standard deviation in the data (the long-horizon error the
+benchmark scores; a fine-tuning stage after one-step training halved cartpole's H=100
+error). A run can start from another checkpoint's weights (``init_from``). The best
 model by validation ``H``-step open-loop MSE (raw units) is kept and written as soon as
 it improves, so an interrupted run still leaves a usable checkpoint; the run's own state
 is saved at every validation, so ``resume`` continues it exactly.
@@ -29,7 +33,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from neural_sim.checkpoints import FORMAT_VERSION, CheckpointConfig, save_checkpoint
+from neural_sim.checkpoints import (
+    FORMAT_VERSION,
+    CheckpointConfig,
+    load_simulator,
+    read_config,
+    save_checkpoint,
+    weights_fingerprint,
+)
 from neural_sim.errors import NeuralSimError
 from neural_sim.model.config import IntegratorConfig, ModelConfig, Normalisation, SimulatorConfig, to_dict
 from neural_sim.model.dynamics import MoSimField, VectorField
@@ -63,6 +74,9 @@ class TrainConfig:
         paper's multi-stage schedule for a MoSim field with ``k`` correctors, ``k + 1``
         iteration counts: stage 0 trains the predictor (L, B, A) alone, stage ``i`` trains
         corrector ``i`` on top of everything before it, frozen.
+    :param rollout_steps: open-loop steps the loss unrolls. 1: the one-step loss. ``K`` > 1:
+        each batch is ``batch_size`` windows of ``K`` steps from the training sequences,
+        predicted open loop from their first state; each costs about ``K`` one-step samples.
     """
 
     iterations: int = 20_000
@@ -74,8 +88,11 @@ class TrainConfig:
     eval_horizon: int = 16
     grad_clip: float = 10.0
     stages: tuple[int, ...] = ()
+    rollout_steps: int = 1
 
     def __post_init__(self) -> None:
+        if self.rollout_steps < 1:
+            raise NeuralSimError(f"rollout_steps must be >= 1 (1: the one-step loss), got {self.rollout_steps}")
         if self.stages and (min(self.stages) < 1 or sum(self.stages) != self.iterations):
             raise NeuralSimError(
                 f"stages {list(self.stages)} must be positive iteration counts summing to iterations={self.iterations}"
@@ -141,6 +158,7 @@ def train(
     log: Callable[[str], None] = print,
     progress: bool = True,
     resume: bool = False,
+    init_from: str | Path | None = None,
 ) -> Path:
     """Train on ``dataset`` and write the best model as a checkpoint folder at ``output``.
 
@@ -159,9 +177,14 @@ def train(
     :param progress: show a progress bar.
     :param resume: continue the interrupted run whose state is in ``output`` (same data,
         model and settings); the result equals an uninterrupted run's.
+    :param init_from: a checkpoint folder of the same robot and architecture to start from
+        (fine-tuning): its weights and its input normalisation are kept, and its training
+        record goes into this checkpoint's provenance (``training.init_from``); ``samples``
+        and ``wall_time_s`` then count both runs.
     :return: the checkpoint folder.
     :raises NeuralSimError: data that does not fit the robot, an interrupted run in
-        ``output`` without ``resume`` (or ``resume`` without one, or with other settings).
+        ``output`` without ``resume`` (or ``resume`` without one, or with other settings), an
+        ``init_from`` checkpoint of another robot or architecture.
     """
     model = model or ModelConfig()
     integrator = integrator or IntegratorConfig()
@@ -173,11 +196,13 @@ def train(
             f"robot {spec.info.name!r} needs {layout.state_size} and {layout.nu}"
         )
     output = Path(output)
+    parent = _parent_checkpoint(init_from, spec, model) if init_from is not None else None
     run_settings = {
         "data": dataclasses.asdict(dataset.info),
         "model": to_dict(model),
         "integrator": to_dict(integrator),
         "train_config": dataclasses.asdict(config),
+        **({"init_from": parent.weights} if parent is not None else {}),
     }
     saved_run = _load_run_state(output, run_settings, resume)
 
@@ -190,12 +215,15 @@ def train(
     train_data = Dataset(dataset.states[train_idx], dataset.actions[train_idx], dataset.info)
     val_data = Dataset(dataset.states[val_idx], dataset.actions[val_idx], dataset.info) if n_val else train_data
 
-    normalisation = compute_normalisation(train_data, spec)
+    # A fine-tuned model keeps the input scaling its weights were trained with.
+    normalisation = parent.normalisation if parent is not None else compute_normalisation(train_data, spec)
     sim_config = SimulatorConfig(layout, model, integrator, normalisation)
     simulator = Simulator(sim_config)
     field = simulator.field.train()
+    if parent is not None:
+        field.load_state_dict(parent.state_dict)
     stages = _stages(field, config)
-    if len(stages) > 1 and isinstance(field, MoSimField):
+    if len(stages) > 1 and isinstance(field, MoSimField) and parent is None:
         # Every corrector starts at exactly zero: each stage begins from the model the
         # previous one ended with, and a checkpoint written mid-stage is that model.
         for corrector in field.correctors:
@@ -207,6 +235,7 @@ def train(
     actions = torch.as_tensor(train_data.actions.reshape(-1, layout.nu), dtype=torch.float32)
     targets = torch.as_tensor(train_data.states[:, 1:].reshape(-1, size), dtype=torch.float32)
     delta_std = (targets - starts).std(0).clamp_min(_MIN_STD)
+    sequences = _Sequences(train_data, config.rollout_steps) if config.rollout_steps > 1 else None
 
     horizon = min(config.eval_horizon, val_data.actions.shape[1] - 100)
     val_windows = sample_windows(val_data, horizon, 16, seed=config.seed + 1)
@@ -219,6 +248,11 @@ def train(
     elapsed_before = progress_state.wall_time_s
     started = time.time() - elapsed_before
 
+    # A fine-tuned checkpoint's samples and wall time count its parent's training too.
+    samples_before = int(parent.training.get("samples", 0)) if parent is not None else 0
+    wall_time_before = float(parent.training.get("wall_time_s", 0.0)) if parent is not None else 0.0
+    samples_per_iteration = config.batch_size * config.rollout_steps
+
     def checkpoint_config(extra: dict[str, object]) -> CheckpointConfig:
         return CheckpointConfig(
             format_version=FORMAT_VERSION,
@@ -230,9 +264,10 @@ def train(
                 "seed": config.seed,
                 "data": dataclasses.asdict(dataset.info),
                 "train_config": dataclasses.asdict(config),
-                "samples": config.batch_size * int(extra.get("iterations", 0)),  # type: ignore[call-overload]
+                "samples": samples_before + samples_per_iteration * int(extra.get("iterations", 0)),  # type: ignore[call-overload]
                 "skipped_non_finite_steps": progress_state.skipped,
-                "wall_time_s": round(time.time() - started, 1),
+                "wall_time_s": round(wall_time_before + time.time() - started, 1),
+                **({"init_from": parent.training} if parent is not None else {}),
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
                 "torch_version": torch.__version__,
                 **({"resumed_at_iterations": progress_state.resumed_at} if progress_state.resumed_at else {}),
@@ -254,6 +289,19 @@ def train(
 
         bar = tqdm(total=config.iterations, initial=progress_state.iteration, desc=f"train {spec.info.name}",
                    unit="it")
+
+    def validate() -> float:
+        field.eval()
+        mse = float(rollout_errors(simulator.predict_rollout, val_windows).mean())
+        field.train()
+        return mse
+
+    if parent is not None and progress_state.iteration == 0:
+        # The starting model competes for best: fine-tuning never returns a worse model.
+        mse = validate()
+        progress_state.best_mse, progress_state.best_state = mse, copy.deepcopy(field.state_dict())
+        progress_state.history.append({"iteration": 0, "stage": 0, f"val_mse_h{horizon}": mse})
+        report(f"iteration 0 (the --init-from model): validation H={horizon} MSE {mse:.4g}")
     iteration = 0
     try:
         for stage_index, stage in enumerate(stages):
@@ -277,8 +325,11 @@ def train(
                 within = step - stage_start - 1
                 for group in optimiser.param_groups:
                     group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * within / stage.iterations))
-                batch = torch.randint(len(starts), (config.batch_size,), generator=generator)
-                loss = one_step_loss(simulator, starts[batch], actions[batch], targets[batch], delta_std)
+                if sequences is None:
+                    batch = torch.randint(len(starts), (config.batch_size,), generator=generator)
+                    loss = one_step_loss(simulator, starts[batch], actions[batch], targets[batch], delta_std)
+                else:
+                    loss = rollout_loss(simulator, *sequences.sample(config.batch_size, generator), sequences.scale)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(stage.parameters, config.grad_clip)
@@ -303,9 +354,7 @@ def train(
                     if step % 50 == 0 and progress_state.running is not None:
                         bar.set_postfix(loss=f"{progress_state.running:.3g}", best=f"{progress_state.best_mse:.3g}")
                 if step % config.eval_every == 0 or step == iteration:
-                    field.eval()
-                    mse = float(rollout_errors(simulator.predict_rollout, val_windows).mean())
-                    field.train()
+                    mse = validate()
                     progress_state.history.append(
                         {"iteration": step, "stage": stage_index, "loss": progress_state.running or math.nan,
                          f"val_mse_h{horizon}": mse}
@@ -487,6 +536,68 @@ def one_step_loss(
     """The training loss: one-step error per dimension over ``scale`` (the spread of the
     one-step change), squared and averaged."""
     return (((simulator.predict(starts, actions) - targets) / scale) ** 2).mean()
+
+
+def rollout_loss(
+    simulator: Simulator, starts: torch.Tensor, actions: torch.Tensor, targets: torch.Tensor, scale: torch.Tensor
+) -> torch.Tensor:
+    """Open-loop rollout error: from ``starts`` ``[B, S]`` under ``actions`` ``[B, K, nu]``,
+    the error to ``targets`` ``[B, K, S]`` per dimension over ``scale``, squared and averaged."""
+    return (((simulator.predict_rollout(starts, actions) - targets) / scale) ** 2).mean()
+
+
+class _Sequences:
+    """Training sequences as tensors, cut into random windows of ``steps`` for :func:`rollout_loss`."""
+
+    def __init__(self, dataset: Dataset, steps: int) -> None:
+        if steps > dataset.actions.shape[1]:
+            raise NeuralSimError(
+                f"rollout_steps={steps} is longer than the training sequences ({dataset.actions.shape[1]} steps)"
+            )
+        self.states = torch.as_tensor(dataset.states, dtype=torch.float32)  # [N, T + 1, S]
+        self.actions = torch.as_tensor(dataset.actions, dtype=torch.float32)  # [N, T, nu]
+        self.steps = steps
+        size = self.states.shape[-1]
+        self.scale = self.states.reshape(-1, size).std(0).clamp_min(_MIN_STD)
+
+    def sample(self, windows: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``windows`` random windows: start states, actions and the states after each action."""
+        n, length = self.actions.shape[:2]
+        sequence = torch.randint(n, (windows,), generator=generator)
+        first = torch.randint(length - self.steps + 1, (windows,), generator=generator)
+        steps = first[:, None] + torch.arange(self.steps)
+        rows = sequence[:, None]
+        return self.states[sequence, first], self.actions[rows, steps], self.states[rows, steps + 1]
+
+
+@dataclass(frozen=True)
+class _Parent:
+    """The checkpoint a fine-tuning run starts from."""
+
+    state_dict: dict[str, torch.Tensor]
+    normalisation: Normalisation
+    training: dict[str, Any]
+    weights: str  # its weights' fingerprint
+
+
+def _parent_checkpoint(folder: str | Path, spec: RobotSpec, model: ModelConfig) -> _Parent:
+    """Read and check the ``init_from`` checkpoint: same robot, dimensions and architecture."""
+    config = read_config(folder)
+    if config.robot.name != spec.info.name or config.simulator.layout != spec.layout:
+        raise NeuralSimError(
+            f"--init-from {folder} is a model of {config.robot.name!r}, not of robot {spec.info.name!r} "
+            "(or its dimensions differ)"
+        )
+    if to_dict(config.simulator.model) != to_dict(model):
+        raise NeuralSimError(
+            f"--init-from {folder} has another architecture ({to_dict(config.simulator.model)}) than this run "
+            f"({to_dict(model)}); fine-tuning keeps the architecture: use the same recipe's model settings"
+        )
+    simulator = load_simulator(folder, config)
+    training = {k: v for k, v in config.training.items() if k != "history"}
+    training["weights_sha256"] = weights_fingerprint(folder)
+    return _Parent(simulator.field.state_dict(), config.simulator.normalisation, training,
+                   training["weights_sha256"])
 
 
 def _reset_states(dataset: Dataset, rng: np.random.Generator) -> np.ndarray:
