@@ -250,3 +250,26 @@ def test_a_fine_tuning_recipe_needs_its_parent_checkpoint(tmp_path: Path, capsys
     error = capsys.readouterr().err
     assert "fine-tunes a checkpoint of recipe 'cheetah': give that checkpoint with --init-from" in error
     assert not (tmp_path / "x").exists()
+
+
+def test_a_parent_whose_rollouts_diverge_does_not_stay_best(
+    tmp_path: Path, acrobot_data: Dataset, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import neural_sim.pipeline.train as train_module
+
+    real = train_module.rollout_errors
+    calls = []
+
+    def diverging_first(*args: object, **kwargs: object) -> torch.Tensor:
+        errors = real(*args, **kwargs)  # type: ignore[arg-type]
+        calls.append(1)
+        return errors * float("nan") if len(calls) == 1 else errors  # the parent's validation is NaN
+
+    monkeypatch.setattr(train_module, "rollout_errors", diverging_first)
+    config = TrainConfig(iterations=4, batch_size=8, eval_every=2, learning_rate=1e-3, rollout_steps=3, seed=2)
+    out = train(acrobot_data, robot_spec("acrobot"), tmp_path / "tuned", TINY_MODEL, config=config,
+                init_from=tiny_checkpoint, **QUIET)
+    training = json.loads((out / "config.json").read_text())["training"]
+    assert training["best_iteration"] > 0
+    parent, tuned = _weights(tiny_checkpoint), _weights(out)
+    assert any(not torch.equal(parent[k], tuned[k]) for k in parent)

@@ -297,9 +297,11 @@ def train(
         return mse
 
     if parent is not None and progress_state.iteration == 0:
-        # The starting model competes for best: fine-tuning never returns a worse model.
+        # The starting model competes for best: fine-tuning never returns a worse model. One
+        # whose rollouts diverge (NaN) does not: every finite model beats it.
         mse = validate()
-        progress_state.best_mse, progress_state.best_state = mse, copy.deepcopy(field.state_dict())
+        if math.isfinite(mse):
+            progress_state.best_mse, progress_state.best_state = mse, copy.deepcopy(field.state_dict())
         progress_state.history.append({"iteration": 0, "stage": 0, f"val_mse_h{horizon}": mse})
         report(f"iteration 0 (the --init-from model): validation H={horizon} MSE {mse:.4g}")
     iteration = 0
