@@ -115,6 +115,14 @@ def test_lyapunov_check_reports_model_and_mujoco_with_standard_errors(tiny_check
     assert "+-" in lyapunov_summary(lyapunov) and "paired difference" in lyapunov_summary(lyapunov)
 
 
+@pytest.mark.parametrize(("trajectories", "steps"), [(1, 300), (3, 200)])
+def test_lyapunov_settings_it_cannot_use_are_refused_before_any_work(
+    tiny_checkpoint: Path, trajectories: int, steps: int
+) -> None:
+    with pytest.raises(NeuralSimError, match=r"at least 2 trajectories .* more than 200 steps"):
+        benchmark(tiny_checkpoint, sequences=1, seed=9, lyapunov_trajectories=trajectories, lyapunov_steps=steps)
+
+
 def test_trajectory_exponents_are_one_per_trajectory() -> None:
     # Two decoupled linear maps with different rates: each trajectory recovers its own.
     dt = 0.1

@@ -38,7 +38,7 @@ from neural_sim.errors import NeuralSimError
 from neural_sim.model.config import to_dict
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.card import model_card
-from neural_sim.pipeline.chaos import lyapunov_exponents
+from neural_sim.pipeline.chaos import TRANSIENT_STEPS, lyapunov_exponents
 from neural_sim.pipeline.collect import collect
 from neural_sim.pipeline.evaluate import STEADY_STATE_STEP, RolloutFn, hold_last_state, rollout_errors, sample_windows
 from neural_sim.robots import data_source, make_task_bridge
@@ -101,6 +101,12 @@ def benchmark(
         ``ablation_mse``, ``per_dimension``}, ``error_vs_step`` (the longest horizon),
         ``ablation``, ``lyapunov``, the test data description, costs and ``command``.
     """
+    if lyapunov and (lyapunov_trajectories < 2 or lyapunov_steps <= TRANSIENT_STEPS):
+        raise NeuralSimError(
+            f"the Lyapunov check needs at least 2 trajectories (for a standard error) of more than "
+            f"{TRANSIENT_STEPS} steps (its transient), got {lyapunov_trajectories} of {lyapunov_steps}; "
+            "--no-lyapunov skips it"
+        )
     config = read_config(folder)
     train_seed = config.training.get("data", {}).get("seed")
     if train_seed == seed:
