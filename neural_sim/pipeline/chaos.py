@@ -59,11 +59,6 @@ def trajectory_exponents(
     return log_growth / ((steps - TRANSIENT_STEPS) * dt)
 
 
-def benettin(step: TangentStep, starts: np.ndarray, actions: np.ndarray, dt: float, seed: int = 0) -> float:
-    """Largest Lyapunov exponent (1/s), the mean of :func:`trajectory_exponents`."""
-    return float(trajectory_exponents(step, starts, actions, dt, seed).mean())
-
-
 def _standard_error(values: np.ndarray) -> float:
     return float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")
 
