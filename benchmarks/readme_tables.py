@@ -39,7 +39,7 @@ def mse(value: float) -> str:
 
 def accuracy_table() -> str:
     rows = ["| robot | architecture | H=3 | H=16 | H=100 | ablation H=16 / H=100 | hold-last-state H=16 "
-            "| paper MoSim H=16 / H=100 | target H=16 / H=100 | trusted horizon (steps) | training |",
+            "| paper MoSim H=16 / H=100 | target H=16 / H=100 | trusted horizon / default episode (steps) | training |",
             "|---|---|---|---|---|---|---|---|---|---|---|"]
     notes = []
     for name, config in shipped():
@@ -51,23 +51,33 @@ def accuracy_table() -> str:
         training = config["training"]
         other = "-"
         if ablation:
-            budget = ("" if ablation_is_like_for_like(ablation, training["samples"])
-                      else f", {ablation['samples'] / 1e6:.0f}M samples")
+            budget = ("" if ablation_is_like_for_like(ablation, training["samples"], training.get("data"))
+                      else f", {ablation['samples'] / 1e6:.0f}M samples"
+                      + (", other data" if ablation.get("data") not in (None, training.get("data")) else ""))
             other = (f"{mse(h['16']['ablation_mse'])} / {mse(h['100']['ablation_mse'])} "
                      f"({ablation['architecture']}{budget})")
         cost = f"{training['wall_time_s'] / 60:.0f} min, {training['samples'] / 1e6:.0f}M samples"
         architecture = config["simulator"]["model"]["architecture"]
+        if config["simulator"]["model"].get("contact_features"):
+            architecture += " + contact features"
         if "init_from" in training:
             architecture += f", {training['train_config']['rollout_steps']}-step rollout fine-tune"
         rows.append(f"| {name} | {architecture} | {mse(h['3']['mse'])} | "
                     f"{mse(h['16']['mse'])} | {mse(h['100']['mse'])} | {other} | "
                     f"{h['16']['hold_last_state_mse']:.3g} | {PAPER.get(name, '-')} | {TARGET.get(name, '-')} | "
-                    f"{config['trusted_horizon']} | {cost} |")
+                    f"{config['trusted_horizon']} / {episode_steps(config)} | {cost} |")
         if "lyapunov" in bench and name == "acrobot":
             lyapunov = bench["lyapunov"]
             notes.append(f"Largest Lyapunov exponent of {name}: {lyapunov_summary(lyapunov)} "
                          f"({lyapunov['protocol']}; {lyapunov['trajectories']} trajectories).")
     return "\n".join(rows + (["", *notes] if notes else []))
+
+
+def episode_steps(config: dict) -> str:
+    """The default episode length, marked when ``neural-sim benchmark-task`` set it (else it is
+    the trusted horizon)."""
+    episode = config.get("episode_length") or {}
+    return f"{episode['steps']} (task rewards)" if episode else str(config["trusted_horizon"])
 
 
 def density_table() -> str:

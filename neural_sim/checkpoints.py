@@ -55,11 +55,15 @@ class CheckpointConfig:
     :param format_version: checkpoint format version (:data:`FORMAT_VERSION` when written).
     :param robot: which robot and tasks the model is of.
     :param simulator: what rebuilds the network.
-    :param trusted_horizon: steps of open-loop prediction the model is trusted for; the
-        default episode length of its environments.
+    :param trusted_horizon: steps of open-loop prediction the model is trusted for (state
+        error within 5% of the state variance); the default episode length of its
+        environments unless ``episode_length`` sets one.
     :param training: provenance: command, seed, data, wall time, samples, hardware.
     :param benchmark: prediction accuracy figures and the command that measured them.
     :param density: the density model's config and calibration, if the checkpoint has one.
+    :param episode_length: the default episode length set by ``neural-sim benchmark-task
+        --write`` (``steps``, the rule, the policy and the figures behind it); empty: the
+        trusted horizon is the default.
     """
 
     format_version: int
@@ -69,6 +73,13 @@ class CheckpointConfig:
     training: dict[str, Any] = field(default_factory=dict)
     benchmark: dict[str, Any] = field(default_factory=dict)
     density: DensityConfig | None = None
+    episode_length: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def default_episode_steps(self) -> int:
+        """Truncation of the checkpoint's registered env ids: ``episode_length["steps"]``
+        when set, else the trusted horizon (at least 1: a barely trained model may trust 0)."""
+        return max(1, int(self.episode_length.get("steps", self.trusted_horizon)))
 
 
 def shipped_checkpoints_dir() -> Path:
@@ -123,8 +134,9 @@ def resolve_checkpoint(name_or_path: str | os.PathLike[str], revision: str | Non
 
 def weights_fingerprint(folder: str | os.PathLike[str]) -> str:
     """A short hash of what a checkpoint's envs compute with: the model, the reset states and,
-    if present, the density model. ``config.json`` is left out on purpose: rewriting its
-    benchmark figures changes no prediction.
+    if present, the density model and the default episode length set by
+    ``neural-sim benchmark-task --write``. The rest of ``config.json`` is left out on
+    purpose: rewriting its benchmark figures changes no prediction.
 
     :return: the first 12 hex digits of the SHA-256 over those files, in a fixed order.
     """
@@ -135,6 +147,10 @@ def weights_fingerprint(folder: str | os.PathLike[str]) -> str:
         if (folder / name).is_file():
             digest.update(name.encode())
             digest.update((folder / name).read_bytes())
+    if (folder / CONFIG_FILE).is_file():
+        episode = json.loads((folder / CONFIG_FILE).read_text()).get("episode_length") or {}
+        if "steps" in episode:  # the truncation of every registered id
+            digest.update(f"episode_length={episode['steps']}".encode())
     return digest.hexdigest()[:12]
 
 

@@ -8,6 +8,7 @@ import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from neural_sim.errors import NeuralSimError
 
@@ -25,11 +26,26 @@ def _set_threads(threads: int | None) -> None:
         torch.set_num_threads(threads)
 
 
+def _collection_agent(path: Path, robot: str, task: str | None) -> Any:
+    """The agent at ``path`` as a collector for ``robot``'s ``task`` (its observations' space)."""
+    from neural_sim.rl.evaluation import collection_agent
+    from neural_sim.robots import collection_bridge
+
+    bridge, _, _ = collection_bridge(robot, task, 0)
+    try:
+        return collection_agent(path, bridge.observation_space)
+    finally:
+        bridge.close()
+
+
 def _cmd_collect(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.pipeline.collect import collect
 
+    agent = _collection_agent(args.agent, args.robot, args.task) if args.agent is not None else None
     dataset = collect(
-        args.robot, args.sequences, args.steps, args.seed, args.task, command=_command_line(argv), progress=True
+        args.robot, args.sequences, args.steps, args.seed, args.task, command=_command_line(argv), progress=True,
+        agent=agent, agent_sequences=(args.agent_sequences or 0) if agent is None else (
+            args.sequences // 2 if args.agent_sequences is None else args.agent_sequences),
     )
     path = dataset.save(args.out)
     print(f"wrote {path}: {dataset.states.shape[0]} sequences x {dataset.actions.shape[1]} steps")
@@ -39,7 +55,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
     import dataclasses
 
     from neural_sim.pipeline.collect import Dataset, collect
-    from neural_sim.pipeline.recipes import DataRecipe, Recipe, load_recipe, with_overrides
+    from neural_sim.pipeline.recipes import Recipe, load_recipe, with_overrides
     from neural_sim.pipeline.train import train
     from neural_sim.robots import robot_spec
 
@@ -53,7 +69,8 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
     else:
         recipe = Recipe(robot=args.robot)
     data = recipe.data
-    data = DataRecipe(
+    data = dataclasses.replace(
+        data,
         sequences=data.sequences if args.sequences is None else args.sequences,
         steps=data.steps if args.steps is None else args.steps,
         seed=data.seed if args.data_seed is None else args.data_seed,
@@ -81,9 +98,22 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
             raise NeuralSimError(f"{args.data} holds data of robot {dataset.info.robot!r}, not {recipe.robot!r}")
     else:
         collect_argv = ["collect", recipe.robot, "--sequences", str(data.sequences), "--steps", str(data.steps),
-                        "--seed", str(data.seed)]
-        dataset = collect(recipe.robot, data.sequences, data.steps, data.seed,
-                          command=_command_line(collect_argv), progress=True)
+                        "--seed", str(data.seed)] + (["--task", data.task] if data.task else [])
+        agent = None
+        if data.agent_sequences:
+            if args.agent is None:
+                raise NeuralSimError(
+                    f"recipe {args.recipe!r} collects {data.agent_sequences} of its sequences with a trained agent: "
+                    f"give it with --agent ({data.agent_hint or 'an SB3 agent .zip from neural-sim rl'}) "
+                    "or give --data"
+                )
+            agent = _collection_agent(args.agent, recipe.robot, data.task or None)
+            collect_argv += ["--agent", str(args.agent), "--agent-sequences", str(data.agent_sequences)]
+        elif args.agent is not None:
+            raise NeuralSimError(f"--agent: recipe {args.recipe!r} collects no agent-driven sequences")
+        dataset = collect(recipe.robot, data.sequences, data.steps, data.seed, data.task or None,
+                          command=_command_line(collect_argv), progress=True, agent=agent,
+                          agent_sequences=data.agent_sequences)
     train(dataset, robot_spec(recipe.robot), args.out, recipe.model, recipe.integrator, recipe.train,
           command=_command_line(argv), resume=args.resume, init_from=args.init_from)
 
@@ -98,7 +128,9 @@ def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
     _set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
     config = read_config(folder)
-    dataset = recollect_training_data(config.training, data_source(config.robot, folder), progress=True)
+    dataset = recollect_training_data(config.training, data_source(config.robot, folder), progress=True,
+                                      load_agent=lambda path, task: _collection_agent(
+                                          Path(path), data_source(config.robot, folder), task))
     fit_config = DensityFitConfig(kind=args.kind, iterations=args.iterations, seed=args.seed)
     density = fit_density(dataset, config.simulator, fit_config, command=_command_line(argv), progress=True)
     config = save_density(folder, density)
@@ -184,6 +216,49 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
         "training": {k: v for k, v in config.training.items() if k != "history"},
     }
     print(json.dumps(summary, indent=2))
+
+
+def _cmd_benchmark_task(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    from neural_sim.checkpoints import read_config, resolve_checkpoint
+    from neural_sim.pipeline.task_fidelity import task_fidelity, write_episode_length
+    from neural_sim.robots import make_task_bridge
+
+    _set_threads(args.threads)
+    folder = resolve_checkpoint(args.checkpoint)
+    config = read_config(folder)
+    task = args.task or config.robot.default_task
+    policy, described = None, "Poisson random actions (the training data's protocol)"
+    if args.agent is not None:
+        from neural_sim.rl.evaluation import load_policy
+
+        bridge = make_task_bridge(config.robot, task, folder=folder if config.robot.source == "mjcf" else None)
+        policy = load_policy(args.agent, bridge.observation_space)
+        bridge.close()
+        described = f"the stochastic policy of the SB3 agent {args.agent.name}"
+    fidelity = task_fidelity(folder, task, args.episodes, args.steps, args.seed, policy)
+    summary = {"task": task, "policy": described, **fidelity.summary()}
+    print(f"{config.robot.name} {task}, {summary['episodes']} real episodes driven by {described}")
+    print(f"{'steps':>6} {'return error/step':>18} {'reward error':>13} {'state MSE':>11}")
+    for h in summary["return_error_per_step"]:
+        print(f"{h:>6} {summary['return_error_per_step'][h]:>18.4f} {summary['reward_error'][h]:>13.4f} "
+              f"{summary['state_mse'][h]:>11.4g}")
+    print(f"real return {summary['real_return_mean']:.1f}, model open loop {summary['model_return_mean']:.1f}; "
+          f"{summary['diverged']} diverged; reward range {summary['reward_range']:.3g}")
+    if "closed_loop_return_mean" in summary:
+        errors = summary["closed_loop_return_error_per_step"]
+        print(f"closed loop (the policy acting in the model): return {summary['closed_loop_return_mean']:.1f}; "
+              "return error per step " + ", ".join(f"{h} steps {e:.4f}" for h, e in errors.items()))
+    print(f"episode length by the rule ({'closed-loop' if policy is not None else 'open-loop'} return error per step "
+          f"<= {summary['tolerance']:g} x reward range): "
+          f"{summary['episode_length']} steps")
+    if policy is None:
+        print("note: random actions seldom earn a locomotion task's reward, so its error stays small whatever the "
+              "model does; give --agent (a trained agent) for the episodes agents have")
+    if args.json is not None:
+        args.json.write_text(json.dumps(summary, indent=2) + "\n")
+    if args.write:
+        write_episode_length(folder, fidelity, task, described, _command_line(argv))
+        print(f"default episode length of {folder} set to {fidelity.episode_length} steps")
 
 
 def _cmd_download(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -333,6 +408,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000, help="control steps per sequence (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of initial states and actions (default 0)")
     p.add_argument("--task", default=None, help="stock task giving initial states (default: the robot's default)")
+    p.add_argument("--agent", type=Path, default=None,
+                   help="an SB3 agent .zip from `neural-sim rl` whose stochastic policy drives --agent-sequences of "
+                   "the sequences (data where agents go)")
+    p.add_argument("--agent-sequences", type=int, default=None,
+                   help="sequences the agent drives (default with --agent: half)")
     p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     p.set_defaults(func=_cmd_collect)
 
@@ -350,6 +430,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", type=int, default=None, help="sequences to collect without --data (default 500)")
     p.add_argument("--steps", type=int, default=None, help="steps per collected sequence (default 1000)")
     p.add_argument("--data-seed", type=int, default=None, help="seed of the collected data (default 0)")
+    p.add_argument("--agent", type=Path, default=None,
+                   help="the trained agent (SB3 .zip) a recipe's agent-driven sequences need")
     p.add_argument("--architecture", choices=["mosim", "residual"], default=None, help="default mosim")
     p.add_argument("--integrator", choices=["rk4", "dopri5"], default=None, help="default rk4")
     p.add_argument("--substeps", type=int, default=None, help="rk4 substeps per control step (default 1)")
@@ -416,6 +498,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_bench_speed)
+
+    p = sub.add_parser("benchmark-task", help="predicted rewards along real task episodes; sets the episode length",
+                       description="Real episodes from the task's own initial states, driven by Poisson random "
+                       "actions or a trained agent, replayed open loop in the model; the task's reward on both. The "
+                       "default episode length is the longest horizon whose predicted return stays within 10%% of "
+                       "the reward range per step.")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("--task", default=None, help="stock task (default: the checkpoint's default task)")
+    p.add_argument("--episodes", type=int, default=20, help="real episodes (default 20)")
+    p.add_argument("--steps", type=int, default=None, help="steps per episode (default: the stock episode)")
+    p.add_argument("--seed", type=int, default=1, help="seed of initial states and random actions (default 1)")
+    p.add_argument("--agent", type=Path, default=None,
+                   help="an SB3 agent .zip written by `neural-sim rl` to drive the episodes (default: random actions)")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.add_argument("--write", action="store_true",
+                   help="make the rule's episode length the checkpoint's default and update its card")
+    p.set_defaults(func=_cmd_benchmark_task)
 
     p = sub.add_parser("info", help="describe a checkpoint: robot, env ids, dims, accuracy, provenance")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)

@@ -44,7 +44,7 @@ def register_checkpoint(
             id=env_id,
             entry_point=ENTRY_POINT,
             vector_entry_point=VECTOR_ENTRY_POINT,
-            max_episode_steps=max(1, config.trusted_horizon),  # a barely trained model may trust 0
+            max_episode_steps=config.default_episode_steps,
             kwargs={"checkpoint": value, "task": task, **({"revision": revision} if revision else {})},
         )
     return [env_id for env_id, _ in entries]

@@ -30,6 +30,34 @@ class NetworkConfig:
 
 
 @dataclass(frozen=True)
+class ContactKinematics:
+    """Heights above the floor of the points of a planar robot that can touch it, as
+    functions of ``qpos`` (forward kinematics in closed form, read from the MuJoCo model).
+
+    Every hinge of a planar robot turns about the same axis, so each point's height is
+    ``h = q S + sin(q A + a0) Cs + cos(q A + a0) Cc + c``: ``A`` ``[nq, T]`` and ``a0``
+    ``[T]`` give the angles of the ``T`` frames the robot's offsets are expressed in, and
+    its rate is ``dh/dt = v S + (cos(.) * v A) Cs - (sin(.) * v A) Cc``.
+
+    :param points: names of the ``P`` points (``"<geom>:<end>"``).
+    :param angle_weights: ``A``, ``nq`` rows of ``T``.
+    :param angle_offsets: ``a0``, ``T`` values.
+    :param sin_weights: ``Cs``, ``T`` rows of ``P``.
+    :param cos_weights: ``Cc``, ``T`` rows of ``P``.
+    :param slide_weights: ``S``, ``nq`` rows of ``P``.
+    :param offsets: ``c``, ``P`` values (each point's radius and the floor's height included).
+    """
+
+    points: tuple[str, ...]
+    angle_weights: tuple[tuple[float, ...], ...]
+    angle_offsets: tuple[float, ...]
+    sin_weights: tuple[tuple[float, ...], ...]
+    cos_weights: tuple[tuple[float, ...], ...]
+    slide_weights: tuple[tuple[float, ...], ...]
+    offsets: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class StateLayout:
     """What the physics state and action vectors hold.
 
@@ -47,6 +75,8 @@ class StateLayout:
         default), whose position update ``q' = q + h v'`` is the flow of that modified
         equation up to O(h^3) per physics step; with ``dq/dt = v`` alone a model keeps an
         error of ``h^2 a / 2`` per step that no training removes.
+    :param contact_kinematics: heights of the points that can touch the floor, for planar
+        robots (``None`` for others); networks see them when ``ModelConfig.contact_features``.
     """
 
     nq: int
@@ -58,11 +88,17 @@ class StateLayout:
     angle_qpos: tuple[int, ...] = ()
     invariant_qpos: tuple[int, ...] = ()
     velocity_lag: float = 0.0
+    contact_kinematics: ContactKinematics | None = None
 
     @property
     def state_size(self) -> int:
         """Length of a state vector, ``nq + nv``."""
         return self.nq + self.nv
+
+    def without_contact_kinematics(self) -> StateLayout:
+        """The layout less its contact kinematics: what must match between two models of one
+        robot (checkpoints written before layouts carried contact kinematics lack them)."""
+        return dataclasses.replace(self, contact_kinematics=None)
 
 
 @dataclass(frozen=True)
@@ -81,6 +117,10 @@ class ModelConfig:
     :param action_encoder: MLP A(u), actuator forces (``blocks`` = hidden layers).
     :param correctors: one ResNet C_i(q, v, u) per corrector; may be empty.
     :param residual: the ResNet of the ``residual`` architecture.
+    :param contact_features: also feed the networks the height above the floor and the
+        vertical velocity of every point that can touch it (from the layout's
+        ``contact_kinematics``): contacts decide locomotion, and a network infers them from
+        joint angles only approximately.
     """
 
     architecture: Architecture = "mosim"
@@ -90,6 +130,7 @@ class ModelConfig:
     action_encoder: NetworkConfig = NetworkConfig(1, 32)
     correctors: tuple[NetworkConfig, ...] = (NetworkConfig(5, 64),)
     residual: NetworkConfig = NetworkConfig(3, 128)
+    contact_features: bool = False
 
 
 @dataclass(frozen=True)
@@ -113,7 +154,8 @@ class Normalisation:
     """Affine maps between raw physics units and the networks' unit-scale inputs/outputs.
 
     Computed from training data; ``acc_std`` scales the vector field's output so that the
-    networks predict accelerations of order one.
+    networks predict accelerations of order one. ``contact_mean`` and ``contact_std``
+    standardise the contact features (heights, then vertical velocities; empty without them).
     """
 
     q_mean: tuple[float, ...]
@@ -121,6 +163,8 @@ class Normalisation:
     v_mean: tuple[float, ...]
     v_std: tuple[float, ...]
     acc_std: tuple[float, ...]
+    contact_mean: tuple[float, ...] = ()
+    contact_std: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -223,6 +267,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 
 
 __all__ = [
+    "ContactKinematics",
     "IntegratorConfig",
     "ModelConfig",
     "NetworkConfig",

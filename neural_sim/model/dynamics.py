@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from neural_sim.model.config import ModelConfig, Normalisation, StateLayout
+from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.networks import MLP, ResNet
 
 # softplus(x + _UNIT_DIAGONAL) == 1 at x == 0: L starts as the identity.
@@ -33,11 +34,30 @@ class StateFeatures(nn.Module):
 
     Unlimited hinge angles become ``(sin, cos)``; translation-invariant coordinates are
     dropped; all other positions and velocities are standardised; actions are mapped
-    from their bounds to ``[-1, 1]``.
+    from their bounds to ``[-1, 1]``. With ``contact_features``, the standardised heights
+    and vertical velocities of the points that can touch the floor join the velocities
+    (:meth:`contacts`).
+
+    :raises ValueError: contact features for a layout without contact kinematics, or a
+        normalisation without their statistics.
     """
 
-    def __init__(self, layout: StateLayout, normalisation: Normalisation) -> None:
+    def __init__(self, layout: StateLayout, normalisation: Normalisation, contact_features: bool = False) -> None:
         super().__init__()
+        self.contact_heights: ContactHeights | None = None
+        self.contact_size = 0
+        if contact_features:
+            if layout.contact_kinematics is None:
+                raise ValueError("contact_features needs a layout with contact_kinematics (planar robot, floor)")
+            self.contact_heights = ContactHeights(layout.contact_kinematics)
+            self.contact_size = self.contact_heights.size
+            sizes = {len(normalisation.contact_mean), len(normalisation.contact_std)}
+            if sizes != {self.contact_size}:
+                raise ValueError(f"normalisation needs contact_mean and contact_std of length {self.contact_size}")
+            self.register_buffer("contact_mean", torch.tensor(normalisation.contact_mean, dtype=torch.float32),
+                                 persistent=False)
+            self.register_buffer("contact_std", torch.tensor(normalisation.contact_std, dtype=torch.float32),
+                                 persistent=False)
         angle = set(layout.angle_qpos)
         skip = angle | set(layout.invariant_qpos)
         linear = [i for i in range(layout.nq) if i not in skip]
@@ -70,6 +90,13 @@ class StateFeatures(nn.Module):
         """Actions mapped from their bounds to ``[-1, 1]``."""
         return (u - self.u_center) / self.u_half_range
 
+    def state(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Features of the whole state: positions, velocities, then contact features if on."""
+        parts = [self.positions(q), self.velocities(v)]
+        if self.contact_heights is not None:
+            parts.append((self.contact_heights(q, v) - self.contact_mean) / self.contact_std)
+        return torch.cat(parts, dim=-1)
+
 
 class VectorField(nn.Module):
     """Base class: ``acceleration(q, v, context)`` with ``context = encode_action(u)``.
@@ -78,11 +105,11 @@ class VectorField(nn.Module):
     depends on it alone is computed once per step by :meth:`encode_action`.
     """
 
-    def __init__(self, layout: StateLayout, normalisation: Normalisation) -> None:
+    def __init__(self, layout: StateLayout, normalisation: Normalisation, contact_features: bool = False) -> None:
         super().__init__()
         self.layout = layout
         self.normalisation = normalisation
-        self.features = StateFeatures(layout, normalisation)
+        self.features = StateFeatures(layout, normalisation, contact_features)
         self.register_buffer(
             "acc_std", torch.tensor(normalisation.acc_std, dtype=torch.float32), persistent=False
         )
@@ -113,10 +140,11 @@ class MoSimField(VectorField):
     """
 
     def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
-        super().__init__(layout, normalisation)
+        super().__init__(layout, normalisation, config.contact_features)
         self.config = config
         nv, nu = layout.nv, layout.nu
-        pos, vel = self.features.position_size, self.features.velocity_size
+        # Contact features count as velocity-side inputs: B(q, v) and the correctors see them.
+        pos, vel = self.features.position_size, self.features.velocity_size + self.features.contact_size
         self.position_encoder = ResNet(pos, nv * (nv + 1) // 2, config.position_encoder, config.activation, 0.1)
         self.state_encoder = ResNet(pos + vel, nv, config.state_encoder, config.activation, _SMALL_OUTPUT_GAIN)
         self.action_encoder = MLP(nu, nv, config.action_encoder, config.activation, _SMALL_OUTPUT_GAIN)
@@ -194,9 +222,8 @@ class MoSimField(VectorField):
         """Raw ``dv/dt``."""
         nv = self.layout.nv
         action_force, scaled_u = context[..., :nv], context[..., nv:]
-        raw, state_force, corrections = self.network_outputs(
-            self.features.positions(q), self.features.velocities(v), scaled_u
-        )
+        features, pos = self.features.state(q, v), self.features.position_size
+        raw, state_force, corrections = self.network_outputs(features[..., :pos], features[..., pos:], scaled_u)
         return self.combine(raw, state_force + action_force, corrections)
 
 
@@ -204,14 +231,13 @@ class ResidualField(VectorField):
     """``a = D R(q, v, u)``: a plain ResNet with no rigid-body structure."""
 
     def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
-        super().__init__(layout, normalisation)
-        pos, vel = self.features.position_size, self.features.velocity_size
-        self.network = ResNet(pos + vel + layout.nu, layout.nv, config.residual, config.activation, _SMALL_OUTPUT_GAIN)
+        super().__init__(layout, normalisation, config.contact_features)
+        size = self.features.position_size + self.features.velocity_size + self.features.contact_size
+        self.network = ResNet(size + layout.nu, layout.nv, config.residual, config.activation, _SMALL_OUTPUT_GAIN)
 
     def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Raw ``dv/dt``."""
-        qf, vf = self.features.positions(q), self.features.velocities(v)
-        return self.acc_std * self.network(torch.cat([qf, vf, context], dim=-1))
+        return self.acc_std * self.network(torch.cat([self.features.state(q, v), context], dim=-1))
 
 
 def build_vector_field(layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> VectorField:

@@ -196,7 +196,11 @@ class Simulator:
 
     def _fast_step_module(self) -> torch.nn.Module:
         field: VectorField = self.field
-        if isinstance(field, MoSimField):
+        # The fused layouts fold the inputs of plain (q, v, u) fields; a field with contact
+        # features is traced as it is.
+        if field.features.contact_size:
+            pass
+        elif isinstance(field, MoSimField):
             field = FusedMoSimField(field)
         elif isinstance(field, ResidualField):
             field = FusedResidualField(field)

@@ -218,7 +218,8 @@ def _default_ablation(folder: Path) -> Path | None:
 
 def _load_ablation(path: Path, config: CheckpointConfig) -> Simulator:
     other = read_config(path)
-    if other.robot.name != config.robot.name or other.simulator.layout != config.simulator.layout:
+    if other.robot.name != config.robot.name or (other.simulator.layout.without_contact_kinematics()
+                                                 != config.simulator.layout.without_contact_kinematics()):
         raise NeuralSimError(
             f"ablation {path} is a model of {other.robot.name!r}, not of this checkpoint's robot {config.robot.name!r}"
         )
@@ -232,6 +233,7 @@ def _describe_ablation(path: Path, simulator: Simulator) -> dict[str, Any]:
         "path": path.name if path.parent.name else str(path),
         "command": training.get("command", ""),
         "samples": training.get("samples"),
+        "data": training.get("data"),
         "wall_time_s": training.get("wall_time_s"),
         "hardware": training.get("hardware"),
     }

@@ -73,11 +73,13 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         f"| integrator | {integrator.method}"
         + (f", {integrator.substeps} substep(s)" if integrator.method == "rk4" else
            f", rtol {integrator.rtol}, atol {integrator.atol}") + " |",
-        f"| trusted horizon (default episode length) | {config.trusted_horizon} steps |",
+        f"| trusted horizon (state error < 5% of its variance) | {config.trusted_horizon} steps |",
+        f"| default episode length | {config.default_episode_steps} steps ({_episode_rule(config)}) |",
         "",
     ]
     if config.benchmark.get("horizons"):
-        lines += _accuracy_section(config.benchmark, training.get("samples"))
+        lines += _accuracy_section(config.benchmark, training.get("samples"), training.get("data"))
+    lines += _episode_section(config.episode_length)
     if config.density is not None:
         density = config.density
         fit = density.fit or {}
@@ -122,6 +124,40 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _episode_rule(config: CheckpointConfig) -> str:
+    """How the default episode length was set, in a few words."""
+    episode = config.episode_length
+    if not episode:
+        return "the trusted horizon"
+    return (f"the longest horizon whose predicted return along real `{episode['task']}` episodes "
+            f"({episode['policy']}) stays within {episode['tolerance']:g} of the reward range per step")
+
+
+def _episode_section(episode: dict[str, Any]) -> list[str]:
+    """The task-fidelity figures behind the default episode length."""
+    if not episode:
+        return []
+    horizons = list(episode["return_error_per_step"])
+    return [
+        "## Rewards where episodes go",
+        "",
+        f"Open-loop model rollouts along {episode['episodes']} real `{episode['task']}` episodes from the "
+        f"task's own initial states, driven by {episode['policy']}; the task's reward computed on both "
+        f"(reward range {episode['reward_range']:.3g}; {episode['diverged']} rollouts diverged). "
+        f"Real return {episode['real_return_mean']:.1f}, model {episode['model_return_mean']:.1f} "
+        f"over {episode['evaluated_steps']} steps.",
+        "",
+        "| steps | " + " | ".join(horizons) + " |",
+        "|---|" + "---|" * len(horizons),
+        "| return error per step | " + " | ".join(f"{episode['return_error_per_step'][h]:.3g}" for h in horizons)
+        + " |",
+        "| state MSE at that step | " + " | ".join(f"{episode['state_mse'][h]:.3g}" for h in horizons) + " |",
+        "",
+        f"Default episode length: {episode['steps']} steps by the rule. Measured with: `{episode['command']}`",
+        "",
+    ]
+
+
 def _parent_lines(parent: dict[str, Any] | None) -> list[str]:
     """Provenance of the checkpoints a fine-tuned one started from, parent first."""
     lines = []
@@ -133,10 +169,13 @@ def _parent_lines(parent: dict[str, Any] | None) -> list[str]:
     return lines
 
 
-def ablation_is_like_for_like(ablation: dict[str, Any], model_samples: int | None) -> bool:
+def ablation_is_like_for_like(ablation: dict[str, Any], model_samples: int | None,
+                              model_data: dict[str, Any] | None = None) -> bool:
     """Whether a benchmark's architecture ablation compares like with like: trained on as many
-    samples as the model (not so after retraining the model alone for longer)."""
-    return ablation.get("samples") == model_samples
+    samples as the model (not so after retraining the model alone for longer) and, where both
+    record it, on the same data (not so after retraining the model alone on new data)."""
+    same_data = "data" not in ablation or model_data is None or ablation["data"] == model_data
+    return ablation.get("samples") == model_samples and same_data
 
 
 def lyapunov_summary(lyapunov: dict[str, Any]) -> str:
@@ -150,7 +189,8 @@ def lyapunov_summary(lyapunov: dict[str, Any]) -> str:
     return text + (f", paired difference {value('difference')}" if "difference" in lyapunov else "")
 
 
-def _accuracy_section(bench: dict[str, Any], model_samples: int | None) -> list[str]:
+def _accuracy_section(bench: dict[str, Any], model_samples: int | None,
+                      model_data: dict[str, Any] | None = None) -> list[str]:
     """Figures of ``neural-sim benchmark``: MSE per horizon next to the baselines, the
     Lyapunov check and the cost per step."""
     ablation = bench.get("ablation")
@@ -174,11 +214,12 @@ def _accuracy_section(bench: dict[str, Any], model_samples: int | None) -> list[
         lines += ["![error vs prediction step and per state dimension](benchmark.png)", ""]
     if ablation:
         cost = f"{ablation['wall_time_s']} s on {ablation['hardware']}"
-        if ablation_is_like_for_like(ablation, model_samples):
+        if ablation_is_like_for_like(ablation, model_samples, model_data):
             trained = f"on the same data with the same samples ({ablation['samples']}; {cost})"
-        else:  # e.g. a model retrained for longer than its ablation
-            trained = (f"with {ablation['samples']} samples ({cost}); this model saw {model_samples}, so the two "
-                       "columns are not a like-for-like comparison")
+        else:  # e.g. a model retrained for longer, or on other data, than its ablation
+            trained = (f"with {ablation['samples']} samples on data {ablation.get('data', 'not recorded')} "
+                       f"({cost}); this model saw {model_samples} samples of {model_data}, so the two columns "
+                       "are not a like-for-like comparison")
         lines += [f"Ablation: the `{ablation['architecture']}` architecture trained {trained}: "
                   f"`{ablation['command']}`.", ""]
     lyapunov = bench.get("lyapunov")

@@ -11,6 +11,7 @@ import json
 import os
 import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,13 @@ class CollectionInfo:
     seed: int
     protocol: str = "poisson"
     command: str = ""
+    #: With ``protocol="poisson+agent"``: how many of the sequences (the first ones) an agent's
+    #: stochastic policy drove, the agent file, its SHA-256 (first 12 hex digits) and the
+    #: command that trained it.
+    agent_sequences: int = 0
+    agent: str = ""
+    agent_sha256: str = ""
+    agent_command: str = ""
 
 
 @dataclass
@@ -97,6 +105,22 @@ def poisson_actions(
     return draws[latest]
 
 
+@dataclass(frozen=True)
+class AgentPolicy:
+    """An agent that drives some of the collected sequences (data where agents go).
+
+    :param act: ``act(observation) -> action`` (stochastic: it explores around its path).
+    :param path: the agent file, recorded in the data's provenance.
+    :param sha256: its fingerprint.
+    :param command: the command that trained it.
+    """
+
+    act: Callable[[Any], np.ndarray]
+    path: str
+    sha256: str
+    command: str = ""
+
+
 def collect(
     robot: str,
     sequences: int,
@@ -105,11 +129,16 @@ def collect(
     task: str | None = None,
     command: str | None = None,
     progress: bool = False,
+    agent: AgentPolicy | None = None,
+    agent_sequences: int = 0,
 ) -> Dataset:
-    """Roll out Poisson random actions in the real simulator.
+    """Roll out Poisson random actions (and, optionally, an agent) in the real simulator.
 
     Each sequence starts from the stock task's own random initial state (dm_control's
-    ``task.initialize_episode``, Gymnasium's ``reset``) and runs ``steps`` control steps with no time limit.
+    ``task.initialize_episode``, Gymnasium's ``reset``) and runs ``steps`` control steps with
+    no time limit. Random actions alone leave a walker lying on the floor, where no agent
+    goes: with ``agent``, the first ``agent_sequences`` sequences are driven by its
+    stochastic policy instead, so the data also covers the states a trained agent reaches.
 
     :param robot: a known robot name (``"acrobot"``, ``"HalfCheetah-v5"``).
     :param sequences: number of sequences.
@@ -118,11 +147,20 @@ def collect(
     :param task: stock task supplying initial states (default: the robot's default task).
     :param command: the command line to record (default: this process's).
     :param progress: show a progress bar.
+    :param agent: the agent driving ``agent_sequences`` of the sequences.
+    :param agent_sequences: how many (``0 <= agent_sequences <= sequences``; needs ``agent``).
     """
     if sequences < 1 or steps < 1:
         raise NeuralSimError(f"sequences and steps must be >= 1, got {sequences} and {steps}")
+    if not 0 <= agent_sequences <= sequences or (agent_sequences > 0) != (agent is not None):
+        raise NeuralSimError(
+            f"agent_sequences must lie in [0, sequences={sequences}] and be positive exactly when an agent is "
+            f"given; got {agent_sequences} with {'an' if agent is not None else 'no'} agent"
+        )
     bridge, robot_info, task = collection_bridge(robot, task, seed)
     rng = np.random.default_rng(seed)
+    if agent is not None:
+        torch.manual_seed(seed)  # the agent's stochastic policy samples from torch's generator
     low, high = bridge.action_space.low, bridge.action_space.high
     size = bridge.nq + bridge.nv
     states = np.empty((sequences, steps + 1, size), dtype=np.float64)
@@ -134,27 +172,48 @@ def collect(
         iterator = tqdm(iterator, desc=f"collect {robot}", unit="seq")
     for i in iterator:
         states[i, 0] = bridge.reset_random()
-        actions[i] = poisson_actions(rng, steps, low, high)
+        actions[i] = poisson_actions(rng, steps, low, high)  # drawn for every sequence: same RNG stream
+        driven = agent is not None and i < agent_sequences
         for t in range(steps):
+            if driven:
+                assert agent is not None
+                actions[i, t] = np.clip(agent.act(bridge.observation()), low, high)  # SB3 clips as well
             bridge.step_physics(actions[i, t])
             states[i, t + 1] = bridge.get_state()
     bridge.close()
     if command is None:
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    info = CollectionInfo(robot, robot_info.domain, task, sequences, steps, seed, command=command)
+    provenance: dict[str, Any] = {}
+    if agent is not None:
+        provenance = {"protocol": "poisson+agent", "agent_sequences": agent_sequences, "agent": agent.path,
+                      "agent_sha256": agent.sha256, "agent_command": agent.command}
+    info = CollectionInfo(robot, robot_info.domain, task, sequences, steps, seed, command=command, **provenance)
     return Dataset(states, actions, info)
 
 
-def recollect_training_data(training: dict[str, Any], robot: str | None = None, progress: bool = False) -> Dataset:
+def recollect_training_data(training: dict[str, Any], robot: str | None = None, progress: bool = False,
+                            load_agent: Callable[[str, str], AgentPolicy] | None = None) -> Dataset:
     """Collect a checkpoint's training data again from the command and seed in its record.
 
     :param training: the ``training`` section of a checkpoint's config.
     :param robot: where the robot is now (default: as recorded; an MJCF robot's XML moves
         with its checkpoint, see :func:`neural_sim.robots.data_source`).
-    :raises NeuralSimError: the record names no data.
+    :param load_agent: ``load_agent(path, task) -> AgentPolicy``, for data an agent drove.
+    :raises NeuralSimError: the record names no data; an agent drove it and its file is
+        missing or changed (the error names the command that trains it again).
     """
     data = training.get("data")
     if not data:
         raise NeuralSimError("the checkpoint records no training data to regenerate")
+    agent = None
+    if data.get("agent_sequences"):
+        remake = f"made by `{data.get('agent_command') or 'a command not recorded'}`"
+        if load_agent is None or not Path(data["agent"]).is_file():
+            raise NeuralSimError(f"this data was partly driven by the agent {data['agent']} ({remake}); it is needed")
+        agent = load_agent(data["agent"], data["task"])
+        if agent.sha256 != data["agent_sha256"]:
+            raise NeuralSimError(f"the agent {data['agent']} is not the one that drove this data "
+                                 f"(sha256 {agent.sha256}, recorded {data['agent_sha256']}; {remake})")
     return collect(robot or data["robot"], data["sequences"], data["steps"], data["seed"], data["task"],
-                   command=data.get("command", ""), progress=progress)
+                   command=data.get("command", ""), progress=progress, agent=agent,
+                   agent_sequences=int(data.get("agent_sequences", 0)))

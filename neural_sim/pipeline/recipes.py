@@ -36,14 +36,21 @@ RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
 class DataRecipe:
     """The random-action data a recipe trains on.
 
-    :param sequences: Poisson sequences to collect.
+    :param sequences: sequences to collect.
     :param steps: control steps per sequence.
     :param seed: collection seed.
+    :param task: stock task whose initial states start the sequences ("": the robot's default).
+    :param agent_sequences: sequences driven by a trained agent (``--agent``) instead of
+        Poisson random actions.
+    :param agent_hint: how to make that agent (shown when ``--agent`` is missing).
     """
 
     sequences: int = 500
     steps: int = 1000
     seed: int = 0
+    task: str = ""
+    agent_sequences: int = 0
+    agent_hint: str = ""
 
 
 @dataclass(frozen=True)

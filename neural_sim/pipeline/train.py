@@ -42,8 +42,16 @@ from neural_sim.checkpoints import (
     weights_fingerprint,
 )
 from neural_sim.errors import NeuralSimError
-from neural_sim.model.config import IntegratorConfig, ModelConfig, Normalisation, SimulatorConfig, to_dict
+from neural_sim.model.config import (
+    IntegratorConfig,
+    ModelConfig,
+    Normalisation,
+    SimulatorConfig,
+    StateLayout,
+    to_dict,
+)
 from neural_sim.model.dynamics import MoSimField, VectorField
+from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.card import model_card
 from neural_sim.pipeline.collect import Dataset
@@ -127,8 +135,12 @@ def _stages(field: VectorField, config: TrainConfig) -> list[_Stage]:
     return stages
 
 
-def compute_normalisation(dataset: Dataset, spec: RobotSpec) -> Normalisation:
-    """Means and standard deviations of positions, velocities and accelerations."""
+def compute_normalisation(dataset: Dataset, spec: RobotSpec, contact_features: bool = False) -> Normalisation:
+    """Means and standard deviations of positions, velocities and accelerations (and of
+    the contact features, when the model takes them).
+
+    :raises NeuralSimError: contact features asked of a robot without contact kinematics.
+    """
     layout = spec.layout
     states = dataset.states.reshape(-1, layout.state_size)
     q, v = states[:, : layout.nq], states[:, layout.nq :]
@@ -138,12 +150,26 @@ def compute_normalisation(dataset: Dataset, spec: RobotSpec) -> Normalisation:
         s = x.std(0)
         return tuple(float(v) if v > _MIN_STD else 1.0 for v in s)
 
+    contact_mean: tuple[float, ...] = ()
+    contact_std: tuple[float, ...] = ()
+    if contact_features:
+        if layout.contact_kinematics is None:
+            raise NeuralSimError(
+                f"contact features need a planar robot whose bodies can touch a floor plane; {spec.info.name!r} "
+                "is not one (set the model's contact_features to false)"
+            )
+        with torch.no_grad():
+            contacts = ContactHeights(layout.contact_kinematics).double()(torch.from_numpy(q), torch.from_numpy(v))
+        contact_mean = tuple(float(x) for x in contacts.mean(0))
+        contact_std = std(contacts.numpy())
     return Normalisation(
         q_mean=tuple(float(x) for x in q.mean(0)),
         q_std=std(q),
         v_mean=tuple(float(x) for x in v.mean(0)),
         v_std=std(v),
         acc_std=std(accelerations),
+        contact_mean=contact_mean,
+        contact_std=contact_std,
     )
 
 
@@ -216,8 +242,11 @@ def train(
     val_data = Dataset(dataset.states[val_idx], dataset.actions[val_idx], dataset.info) if n_val else train_data
 
     # A fine-tuned model keeps the input scaling its weights were trained with.
-    normalisation = parent.normalisation if parent is not None else compute_normalisation(train_data, spec)
-    sim_config = SimulatorConfig(layout, model, integrator, normalisation)
+    normalisation = (parent.normalisation if parent is not None
+                     else compute_normalisation(train_data, spec, model.contact_features))
+    # A fine-tuned model keeps its parent's layout too (one written before the layout
+    # carried contact kinematics stays as it was).
+    sim_config = SimulatorConfig(parent.layout if parent is not None else layout, model, integrator, normalisation)
     simulator = Simulator(sim_config)
     field = simulator.field.train()
     if parent is not None:
@@ -577,6 +606,7 @@ class _Parent:
     """The checkpoint a fine-tuning run starts from."""
 
     state_dict: dict[str, torch.Tensor]
+    layout: StateLayout
     normalisation: Normalisation
     training: dict[str, Any]
     weights: str  # its weights' fingerprint
@@ -585,7 +615,8 @@ class _Parent:
 def _parent_checkpoint(folder: str | Path, spec: RobotSpec, model: ModelConfig) -> _Parent:
     """Read and check the ``init_from`` checkpoint: same robot, dimensions and architecture."""
     config = read_config(folder)
-    if config.robot.name != spec.info.name or config.simulator.layout != spec.layout:
+    if config.robot.name != spec.info.name or (config.simulator.layout.without_contact_kinematics()
+                                               != spec.layout.without_contact_kinematics()):
         raise NeuralSimError(
             f"--init-from {folder} is a model of {config.robot.name!r}, not of robot {spec.info.name!r} "
             "(or its dimensions differ)"
@@ -598,7 +629,7 @@ def _parent_checkpoint(folder: str | Path, spec: RobotSpec, model: ModelConfig) 
     simulator = load_simulator(folder, config)
     training = {k: v for k, v in config.training.items() if k != "history"}
     training["weights_sha256"] = weights_fingerprint(folder)
-    return _Parent(simulator.field.state_dict(), config.simulator.normalisation, training,
+    return _Parent(simulator.field.state_dict(), config.simulator.layout, config.simulator.normalisation, training,
                    training["weights_sha256"])
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import gymnasium as gym
+from gymnasium import spaces
+from gymnasium.wrappers import FlattenObservation
 from stable_baselines3.common.base_class import BaseAlgorithm
 from stable_baselines3.common.callbacks import BaseCallback
 from stable_baselines3.common.evaluation import evaluate_policy
@@ -16,6 +18,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 from neural_sim.checkpoints import read_config, resolve_checkpoint, weights_fingerprint
 from neural_sim.envs.ids import NAMESPACE, mirrored_id
 from neural_sim.errors import UnknownNameError
+from neural_sim.pipeline.collect import AgentPolicy
 
 
 def real_env_id(env_id: str) -> str:
@@ -56,6 +59,74 @@ def make_real_env(env_id: str) -> gym.Env[Any, Any]:
     return gym.make(env_id)
 
 
+def agent_env(env: gym.Env[Any, Any]) -> gym.Env[Any, Any]:
+    """``env`` as an SB3 agent can take it.
+
+    SB3's dict policies cannot take 0-d Boxes (walker's ``height``, in shimmy's spaces and
+    so in ours), so a dict observation holding one is flattened into one Box, the README's
+    recipe for walker; other envs are returned as they are. The NeuralSim env, the real env
+    and the real evaluation env all go through here, so every agent sees the same spaces.
+    """
+    space = env.observation_space
+    if isinstance(space, spaces.Dict) and any(sub.shape == () for sub in space.spaces.values()):
+        return FlattenObservation(env)
+    return env
+
+
+def load_policy(path: str | Path, observation_space: spaces.Space[Any],
+                deterministic: bool = False) -> Callable[[Any], Any]:
+    """``policy(observation) -> action`` of an SB3 SAC or TQC agent saved by ``neural-sim rl``
+    (``<out>/agents/<variant>-seed<S>.zip``), for observations of ``observation_space``
+    (flattened first when the agent took them flattened, see :func:`agent_env`).
+
+    :raises NeuralSimError: the file is missing or is not an agent of the accepted algorithms.
+    """
+    from sb3_contrib import TQC
+    from stable_baselines3 import SAC
+
+    from neural_sim.errors import NeuralSimError
+
+    path = Path(path)
+    if not path.is_file():
+        raise NeuralSimError(f"no agent file at {path} (neural-sim rl writes <out>/agents/<variant>-seed<S>.zip)")
+    errors = []
+    for cls in (SAC, TQC):
+        try:
+            agent = cls.load(path, device="cpu")
+            break
+        except Exception as error:  # SB3 raises various types for another algorithm's file
+            errors.append(f"{cls.__name__}: {error}")
+    else:
+        raise NeuralSimError(f"{path} is not a SAC or TQC agent saved by SB3 ({'; '.join(errors)})")
+    flatten = isinstance(observation_space, spaces.Dict) and not isinstance(agent.observation_space, spaces.Dict)
+
+    def policy(observation: Any) -> Any:
+        if flatten:
+            observation = spaces.flatten(observation_space, observation)
+        return agent.predict(observation, deterministic=deterministic)[0]
+
+    return policy
+
+
+def collection_agent(path: str | Path, observation_space: spaces.Space[Any]) -> AgentPolicy:
+    """An agent saved by ``neural-sim rl`` as a data collector (its stochastic policy), with
+    the fingerprint and the training command (from the run's ``results.json``) that the
+    data's provenance records."""
+    import hashlib
+    import json
+
+    path = Path(path)
+    act = load_policy(path, observation_space, deterministic=False)
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    results = path.parent.parent / "results.json"
+    command = ""
+    if results.is_file():
+        recorded = json.loads(results.read_text()).get("command", "")
+        seed = path.stem.rsplit("seed", 1)[-1]
+        command = f"{recorded} (its seed {seed})" if recorded else ""
+    return AgentPolicy(act, str(path), sha, command)
+
+
 class RealEnvEvaluation(BaseCallback):
     """Every ``every`` agent steps (and at the end), score the deterministic policy over
     ``episodes`` full-length episodes of the real env ``env_id``.
@@ -84,7 +155,7 @@ class RealEnvEvaluation(BaseCallback):
         self._env: DummyVecEnv | None = None
 
     def _init_callback(self) -> None:
-        self._env = DummyVecEnv([lambda: Monitor(make_real_env(self.env_id))])
+        self._env = DummyVecEnv([lambda: Monitor(agent_env(make_real_env(self.env_id)))])
 
     def _on_step(self) -> bool:
         if self.num_timesteps % self.every == 0:

@@ -24,7 +24,7 @@ from stable_baselines3.common.callbacks import BaseCallback
 from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.errors import NeuralSimError
 from neural_sim.pipeline.train import fine_tune
-from neural_sim.rl.evaluation import checkpoint_fingerprint, real_env_id
+from neural_sim.rl.evaluation import agent_env, checkpoint_fingerprint, real_env_id
 from neural_sim.rl.zero_shot import (
     PLOT_FILE,
     REAL,
@@ -85,7 +85,8 @@ class FewShotLoop(BaseCallback):
         if not all(isinstance(env, NeuralSimEnv) and env.backend == "neural" for env in envs):
             raise NeuralSimError("FewShotLoop needs an agent training in NeuralSim envs (backend 'neural')")
         self.model_envs: list[NeuralSimEnv] = envs
-        self.real = envs[0].physics_twin(reset_from="task")  # real episodes start as the real env's do
+        # Real episodes start as the real env's do, seen through the same spaces as the agent's.
+        self.real = agent_env(envs[0].physics_twin(reset_from="task"))
         self._episode_steps = envs[0].config.robot.episode_steps
         if self._restored is not None:
             self._take_up(*self._restored)

@@ -30,7 +30,13 @@ from stable_baselines3.common.callbacks import BaseCallback, CallbackList
 from stable_baselines3.common.off_policy_algorithm import OffPolicyAlgorithm
 
 from neural_sim.errors import NeuralSimError
-from neural_sim.rl.evaluation import RealEnvEvaluation, checkpoint_fingerprint, make_real_env, real_env_id
+from neural_sim.rl.evaluation import (
+    RealEnvEvaluation,
+    agent_env,
+    checkpoint_fingerprint,
+    make_real_env,
+    real_env_id,
+)
 
 #: Algorithms by name, with the paper's settings (actor and critics 256x256; TQC with 5
 #: critics of 25 quantiles, the top 2 per critic dropped).
@@ -190,7 +196,7 @@ def _train_and_score(
     run ends. A resumed run is deterministic from its checkpoint but is not bit-identical to
     an uninterrupted one (the episode in progress restarts); ``resumed_from_steps`` says where.
     """
-    env = make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs)
+    env = agent_env(make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs))
     env.reset(seed=seed)
     name = f"{variant}-seed{seed}"
     checkpoint = agents / f"{name}{CHECKPOINT_SUFFIX}" if agents is not None else None
@@ -336,6 +342,12 @@ def _load_results(folder: Path, settings: dict[str, Any]) -> dict[str, Any] | No
         return None
     results = json.loads(path.read_text())
     compared = {*settings, *OPTIONAL_SETTINGS} - {k for k in LATER_SETTINGS if k not in results}
+    if not results.get("runs", {}).get(NEURAL):
+        # Agents trained in the real env do not depend on the checkpoint: a folder holding
+        # only those takes NeuralSim runs in whatever weights the id has now.
+        compared.discard("checkpoint_sha256")
+        if "checkpoint_sha256" in settings:
+            results["checkpoint_sha256"] = settings["checkpoint_sha256"]
     differing = sorted(k for k in compared
                        if results.get(k, OPTIONAL_SETTINGS.get(k)) != settings.get(k, OPTIONAL_SETTINGS.get(k)))
     if differing:
@@ -360,6 +372,12 @@ def _save(folder: Path, results: dict[str, Any],
                     results["runs"].setdefault(variant, {}).setdefault(seed, run)
             if "variants" in results or "variants" in on_disk:  # few-shot results have none
                 results["variants"] = sorted({*results.get("variants", []), *on_disk.get("variants", [])})
+        # The folder's weights are those its NeuralSim runs trained in (a reference-only
+        # process that loaded the folder earlier may hold an older fingerprint).
+        trained_in = {run["checkpoint_sha256"] for run in results["runs"].get(NEURAL, {}).values()
+                      if "checkpoint_sha256" in run}
+        if len(trained_in) == 1:
+            results["checkpoint_sha256"] = trained_in.pop()
         if summary is not None:
             results["summary"] = summary(results)
         staging = path.with_suffix(".json.tmp")

@@ -13,9 +13,8 @@ from gymnasium import spaces
 from shimmy.utils.dm_env import dm_spec2gym_space
 
 from neural_sim.errors import InputError, UnknownNameError
-from neural_sim.model.config import StateLayout
 from neural_sim.robots.base import RobotInfo, RobotSpec
-from neural_sim.robots.mujoco_model import angle_qpos, invariant_qpos, velocity_lag
+from neural_sim.robots.mujoco_model import state_layout
 
 #: neural-sim robot name -> (dm_control domain, default task, translation-invariant joints).
 DM_CONTROL_ROBOTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
@@ -218,17 +217,7 @@ class DmControlTask:
             default_task=default_task,
             episode_steps=episode_steps,
         )
-        layout = StateLayout(
-            nq=self.nq,
-            nv=self.nv,
-            nu=int(model.nu),
-            dt=self.dt,
-            action_low=tuple(float(x) for x in self.action_space.low),
-            action_high=tuple(float(x) for x in self.action_space.high),
-            angle_qpos=angle_qpos(model),
-            invariant_qpos=invariant_qpos(model, invariant_joints),
-            velocity_lag=velocity_lag(model),
-        )
+        layout = state_layout(model, self.dt, self.action_space, invariant_joints)
         return RobotSpec(info, layout)
 
 

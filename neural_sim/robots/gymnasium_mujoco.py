@@ -20,9 +20,8 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.utils import seeding
 
 from neural_sim.errors import InputError, UnknownNameError
-from neural_sim.model.config import StateLayout
 from neural_sim.robots.base import RobotInfo, RobotSpec
-from neural_sim.robots.mujoco_model import angle_qpos, invariant_qpos, velocity_lag
+from neural_sim.robots.mujoco_model import state_layout
 
 SOURCE = "gymnasium"
 #: Joints whose coordinate never changes the dynamics (the world is flat and endless in x).
@@ -159,17 +158,7 @@ class GymnasiumMujocoTask:
             default_task=self.env_id,
             episode_steps=int(spec.max_episode_steps or 1000),
         )
-        layout = StateLayout(
-            nq=self.nq,
-            nv=self.nv,
-            nu=int(self.model.nu),
-            dt=self.dt,
-            action_low=tuple(float(x) for x in self.action_space.low),
-            action_high=tuple(float(x) for x in self.action_space.high),
-            angle_qpos=angle_qpos(self.model),
-            invariant_qpos=invariant_qpos(self.model, INVARIANT_JOINTS),
-            velocity_lag=velocity_lag(self.model),
-        )
+        layout = state_layout(self.model, self.dt, self.action_space, INVARIANT_JOINTS)
         return RobotSpec(info, layout)
 
     # -- internals ------------------------------------------------------------------------

@@ -19,10 +19,9 @@ from dm_control import mujoco
 from dm_control.suite import base
 
 from neural_sim.errors import InputError, UnknownNameError
-from neural_sim.model.config import StateLayout
 from neural_sim.robots.base import RobotInfo, RobotSpec
 from neural_sim.robots.dm_control import DmControlTask
-from neural_sim.robots.mujoco_model import angle_qpos, invariant_qpos, velocity_lag
+from neural_sim.robots.mujoco_model import state_layout
 
 SOURCE = "mjcf"
 PASSIVE_TASK = "passive"
@@ -114,17 +113,7 @@ def mjcf_robot_spec(xml: str | os.PathLike[str], invariant_joints: tuple[str, ..
             default_task=PASSIVE_TASK,
             episode_steps=EPISODE_STEPS,
         )
-        layout = StateLayout(
-            nq=bridge.nq,
-            nv=bridge.nv,
-            nu=int(model.nu),
-            dt=bridge.dt,
-            action_low=tuple(float(x) for x in bridge.action_space.low),
-            action_high=tuple(float(x) for x in bridge.action_space.high),
-            angle_qpos=angle_qpos(model),
-            invariant_qpos=invariant_qpos(model, invariant_joints),
-            velocity_lag=velocity_lag(model),
-        )
+        layout = state_layout(model, bridge.dt, bridge.action_space, invariant_joints)
         return RobotSpec(info, layout, files=(path.resolve(),))
     finally:
         bridge.close()

@@ -2,7 +2,35 @@
 
 from __future__ import annotations
 
+import math
+
 import mujoco
+import numpy as np
+from gymnasium import spaces
+
+from neural_sim.model.config import ContactKinematics, StateLayout
+
+
+def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
+                 invariant_joints: tuple[str, ...] = ()) -> StateLayout:
+    """The :class:`StateLayout` of a robot's MuJoCo model (every robot source builds it here).
+
+    :param dt: the control timestep.
+    :param action_space: the source env's action bounds.
+    :param invariant_joints: names of translation-invariant joints (``rootx``).
+    """
+    return StateLayout(
+        nq=int(model.nq),
+        nv=int(model.nv),
+        nu=int(model.nu),
+        dt=float(dt),
+        action_low=tuple(float(x) for x in action_space.low),
+        action_high=tuple(float(x) for x in action_space.high),
+        angle_qpos=angle_qpos(model),
+        invariant_qpos=invariant_qpos(model, invariant_joints),
+        velocity_lag=velocity_lag(model),
+        contact_kinematics=contact_kinematics(model),
+    )
 
 
 def angle_qpos(model: mujoco.MjModel) -> tuple[int, ...]:
@@ -32,3 +60,129 @@ def velocity_lag(model: mujoco.MjModel) -> float:
     euler = model.opt.integrator != mujoco.mjtIntegrator.mjINT_RK4
     return float(model.opt.timestep) / 2 if euler else 0.0
 
+
+
+# -- contact kinematics of planar robots ------------------------------------------------
+# An angle is a linear form of qpos: (coefficients over qpos indices, constant).
+_Angle = tuple[tuple[float, ...], float]
+
+
+def _rotation_about_y(quat: np.ndarray) -> float | None:
+    """The angle of a unit quaternion that turns about +y only, else ``None``."""
+    w, x, y, z = (float(c) for c in quat)
+    if abs(x) > 1e-9 or abs(z) > 1e-9:
+        return None
+    return 2.0 * math.atan2(y, w)
+
+
+def _contact_points(model: mujoco.MjModel) -> list[tuple[str, int, np.ndarray, float]]:
+    """``(name, body, point in the body's frame, radius)`` of every point of a geom that can
+    touch a floor plane: capsule and cylinder ends, sphere and ellipsoid centres, box corners."""
+    planes = [g for g in range(model.ngeom)
+              if model.geom_type[g] == mujoco.mjtGeom.mjGEOM_PLANE and model.geom_bodyid[g] == 0]
+    points: list[tuple[str, int, np.ndarray, float]] = []
+    for g in range(model.ngeom):
+        body = int(model.geom_bodyid[g])
+        touches = any((model.geom_contype[g] & model.geom_conaffinity[p]) or
+                      (model.geom_contype[p] & model.geom_conaffinity[g]) for p in planes)
+        if body == 0 or not touches:
+            continue
+        name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_GEOM, g) or f"geom{g}"
+        kind, size = mujoco.mjtGeom(int(model.geom_type[g])), model.geom_size[g]
+        if kind in (mujoco.mjtGeom.mjGEOM_CAPSULE, mujoco.mjtGeom.mjGEOM_CYLINDER):
+            local = {"a": np.array([0.0, 0.0, size[1]]), "b": np.array([0.0, 0.0, -size[1]])}
+            radius = float(size[0])
+        elif kind == mujoco.mjtGeom.mjGEOM_BOX:
+            local = {f"{i}": np.array([sx, sy, sz]) * size for i, (sx, sy, sz) in
+                     enumerate((a, b, c) for a in (-1, 1) for b in (-1, 1) for c in (-1, 1))}
+            radius = 0.0
+        elif kind in (mujoco.mjtGeom.mjGEOM_SPHERE, mujoco.mjtGeom.mjGEOM_ELLIPSOID):
+            local, radius = {"c": np.zeros(3)}, float(size.max() if kind == mujoco.mjtGeom.mjGEOM_ELLIPSOID
+                                                       else size[0])
+        else:
+            continue  # meshes and other shapes: no closed-form contact points
+        for end, offset in local.items():
+            rotated = np.zeros(3)
+            mujoco.mju_rotVecQuat(rotated, offset, model.geom_quat[g])
+            points.append((f"{name}:{end}", body, model.geom_pos[g] + rotated, radius))
+    floor = float(model.geom_pos[planes[0]][2]) if planes else 0.0
+    return [(name, body, point, radius + floor) for name, body, point, radius in points]
+
+
+def contact_kinematics(model: mujoco.MjModel) -> ContactKinematics | None:
+    """Closed-form heights of the points that can touch the floor, for a planar robot
+    (every hinge turns about the y axis, slides come before any hinge in their chain, body
+    frames turn about y only); ``None`` for any other robot or one with no such points."""
+    nq = int(model.nq)
+    if model.nq != model.nv:
+        return None
+    zero: _Angle = ((0.0,) * nq, 0.0)
+    # Per body: its frame's angle, and its origin's height as terms (angle, x, z) in rotated
+    # frames plus slide terms (qpos coefficients) and a constant.
+    angles: dict[int, _Angle] = {0: zero}
+    rotated: dict[int, list[tuple[_Angle, float, float]]] = {0: []}
+    slides: dict[int, np.ndarray] = {0: np.zeros(nq)}
+    constant: dict[int, float] = {0: 0.0}
+    for b in range(1, model.nbody):
+        parent = int(model.body_parentid[b])
+        beta = _rotation_about_y(model.body_quat[b])
+        if beta is None:
+            return None
+        angle = angles[parent]
+        terms = [*rotated[parent], (angle, float(model.body_pos[b][0]), float(model.body_pos[b][2]))]
+        slide, const = slides[parent].copy(), constant[parent]
+        angle = (angle[0], angle[1] + beta)
+        for j in range(model.body_jntadr[b], model.body_jntadr[b] + model.body_jntnum[b]):
+            adr, axis, anchor = int(model.jnt_qposadr[j]), model.jnt_axis[j], model.jnt_pos[j]
+            ref = float(model.qpos0[adr])
+            if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_HINGE:
+                if abs(axis[0]) > 1e-9 or abs(axis[2]) > 1e-9:
+                    return None
+                sign = 1.0 if axis[1] > 0 else -1.0
+                coefficients = list(angle[0])
+                coefficients[adr] += sign
+                turned: _Angle = (tuple(coefficients), angle[1] - sign * ref)
+                # The hinge turns the frame about its anchor: origin += R(a) p - R(a') p.
+                terms += [(angle, float(anchor[0]), float(anchor[2])),
+                          (turned, -float(anchor[0]), -float(anchor[2]))]
+                angle = turned
+            elif model.jnt_type[j] == mujoco.mjtJoint.mjJNT_SLIDE:
+                if any(angle[0]):
+                    return None  # a slide carried by a hinge moves along a turning axis
+                rise = -axis[0] * math.sin(angle[1]) + axis[2] * math.cos(angle[1])
+                slide[adr] += rise
+                const -= rise * ref
+            else:
+                return None
+        angles[b], rotated[b], slides[b], constant[b] = angle, terms, slide, const
+    points = _contact_points(model)
+    if not points:
+        return None
+    frames: list[_Angle] = []
+    for b in range(model.nbody):
+        for angle, _, _ in rotated[b]:
+            if angle not in frames:
+                frames.append(angle)
+        if angles[b] not in frames:
+            frames.append(angles[b])
+    sin_weights = np.zeros((len(frames), len(points)))
+    cos_weights = np.zeros((len(frames), len(points)))
+    slide_weights = np.zeros((nq, len(points)))
+    offsets = np.zeros(len(points))
+    for p, (_, body, point, lowered) in enumerate(points):
+        # World z of R(a) (x, ., z) = -x sin(a) + z cos(a), for a turn by a about +y.
+        for angle, x, z in [*rotated[body], (angles[body], float(point[0]), float(point[2]))]:
+            t = frames.index(angle)
+            sin_weights[t, p] -= x
+            cos_weights[t, p] += z
+        slide_weights[:, p] = slides[body]
+        offsets[p] = constant[body] - lowered
+    return ContactKinematics(
+        points=tuple(name for name, _, _, _ in points),
+        angle_weights=tuple(tuple(float(frames[t][0][i]) for t in range(len(frames))) for i in range(nq)),
+        angle_offsets=tuple(float(a[1]) for a in frames),
+        sin_weights=tuple(tuple(float(w) for w in row) for row in sin_weights),
+        cos_weights=tuple(tuple(float(w) for w in row) for row in cos_weights),
+        slide_weights=tuple(tuple(float(w) for w in row) for row in slide_weights),
+        offsets=tuple(float(c) for c in offsets),
+    )
