@@ -80,6 +80,42 @@ def episode_steps(config: dict) -> str:
     return f"{episode['steps']} (task rewards)" if episode else str(config["trusted_horizon"])
 
 
+#: The walker candidates of the locomotion table, in the order the levers were tried.
+WALKER_CANDIDATES = {
+    "walker-old": "shipped before: 500 x 1000-step Poisson sequences, rollout fine-tune",
+    "walker-short": "2000 x 250-step Poisson sequences from the task's starts, one-step loss only",
+    "walker-short-rollout": "the same, rollout fine-tune",
+    "walker-contact": "the same data + contact features, one-step loss only",
+    "walker-agent": "half the sequences driven by a real-trained SAC agent + contact features, one-step loss only",
+    "shipped": "the same, rollout fine-tune (shipped)",
+}
+
+
+def locomotion_table() -> str:
+    """Walker candidates: random-action MSE and task rewards along real-trained agent episodes
+    (``benchmarks/results/locomotion/``; commands in ``benchmarks/locomotion/README.md``)."""
+    folder = ROOT / "benchmarks" / "results" / "locomotion"
+    rows = ["| walker model | H=16 / H=100, random actions | walker-stand return: real / model closed loop / "
+            "model open loop | closed-loop return error per step at 50 / 100 / 1000 steps "
+            "| episode length by the rule |",
+            "|---|---|---|---|---|"]
+    for name, description in WALKER_CANDIDATES.items():
+        task_path = folder / f"walker-stand-task-{name}.json"
+        if not task_path.is_file():
+            continue
+        task = json.loads(task_path.read_text())
+        random_path = folder / f"walker-random-{name}.json"
+        shipped_config = ROOT / "checkpoints" / "walker" / "config.json"
+        horizons = (json.loads(random_path.read_text())["horizons"] if random_path.is_file()
+                    else json.loads(shipped_config.read_text())["benchmark"]["horizons"] if name == "shipped" else None)
+        accuracy = f"{horizons['16']['mse']:.2f} / {horizons['100']['mse']:.2f}" if horizons else "not measured"
+        error = task["closed_loop_return_error_per_step"]
+        rows.append(f"| {description} | {accuracy} | {task['real_return_mean']:.0f} / "
+                    f"{task['closed_loop_return_mean']:.0f} / {task['model_return_mean']:.0f} | "
+                    f"{error['50']:.3f} / {error['100']:.3f} / {error['1000']:.3f} | {task['episode_length']} |")
+    return "\n".join(rows)
+
+
 def density_table() -> str:
     rows = ["| robot | AUROC perturbed | AUROC controller | Spearman(penalty, one-step error) | env step off / on |",
             "|---|---|---|---|---|"]
@@ -253,7 +289,8 @@ def few_shot_table() -> str:
 def main() -> None:
     readme = ROOT / "README.md"
     text = readme.read_text()
-    for tag, table in (("benchmark-table", accuracy_table()), ("density-table", density_table()),
+    for tag, table in (("benchmark-table", accuracy_table()), ("locomotion-table", locomotion_table()),
+                       ("density-table", density_table()),
                        ("flow-comparison", flow_table()), ("speed-table", speed_table()),
                        ("rl-table", rl_table()), ("few-shot-table", few_shot_table())):
         text = re.sub(f"<!-- {tag} -->.*?<!-- /{tag} -->", f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->", text,

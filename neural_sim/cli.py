@@ -209,6 +209,9 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
         "architecture": config.simulator.model.architecture,
         "integrator": to_dict(config.simulator.integrator),
         "trusted_horizon": config.trusted_horizon,
+        "default_episode_steps": config.default_episode_steps,
+        "episode_length_rule": {k: v for k, v in config.episode_length.items()
+                                if k in ("steps", "task", "policy", "tolerance", "command")},
         "density": config.density is not None,
         "ablation": (read_config(folder / ABLATION_DIR).simulator.model.architecture
                      if (folder / ABLATION_DIR / CONFIG_FILE).is_file() else None),

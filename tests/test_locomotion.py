@@ -23,6 +23,7 @@ from neural_sim.model.config import IntegratorConfig, ModelConfig, NetworkConfig
 from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.collect import AgentPolicy, Dataset, collect, recollect_training_data
+from neural_sim.pipeline.recipes import load_recipe
 from neural_sim.pipeline.task_fidelity import episode_length_rule, task_fidelity, write_episode_length
 from neural_sim.pipeline.train import TrainConfig, compute_normalisation, train
 from neural_sim.rl import make_agent, zero_shot
@@ -123,7 +124,12 @@ def test_task_fidelity_scores_rewards_along_real_episodes_and_sets_the_episode_l
     assert good.return_error.max() < 0.01 and len(good.real_return) == 3
     again = task_fidelity(folder, "balance", episodes=3, steps=60, seed=1)
     np.testing.assert_array_equal(again.model_return, good.model_return)
-    # A policy drives the real episodes; the same policy gives the same episodes.
+    # A policy drives the real episodes; a stochastic one samples from torch, seeded too.
+    noisy = lambda _observation: torch.rand(1).numpy() * 2 - 1  # noqa: E731
+    first = task_fidelity(folder, "balance", episodes=2, steps=20, seed=4, policy=noisy)
+    second = task_fidelity(folder, "balance", episodes=2, steps=20, seed=4, policy=noisy)
+    np.testing.assert_array_equal(first.real_return, second.real_return)
+    np.testing.assert_array_equal(first.closed_loop_return, second.closed_loop_return)
     push = lambda _observation: np.array([1.0])  # noqa: E731
     pushed = task_fidelity(folder, "balance", episodes=2, steps=30, seed=1, policy=push)
     assert not np.allclose(pushed.real_return, good.real_return[:2])
@@ -238,3 +244,13 @@ def test_collect_command_takes_an_agent_from_the_rl_harness(tmp_path: Path) -> N
                  str(tmp_path / "real-seed0.zip"), "--out", str(out)]) == 0
     info = Dataset.load(out).info
     assert info.agent_sequences == 1 and len(info.agent_sha256) == 12
+
+
+def test_a_recipe_with_agent_driven_data_asks_for_its_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert load_recipe("walker").data.agent_sequences > 0
+    assert main(["train", "--recipe", "walker", "--out", str(tmp_path / "w")]) == 2
+    error = capsys.readouterr().err
+    assert "collects 1000 of its sequences with a trained agent: give it with --agent" in error
+    assert "neural-sim rl NeuralSim/walker-stand-v0 --reference-only" in error
+    assert main(["train", "--recipe", "hopper", "--agent", "x.zip", "--out", str(tmp_path / "h")]) == 2
+    assert "collects no agent-driven sequences" in capsys.readouterr().err

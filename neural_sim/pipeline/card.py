@@ -124,6 +124,11 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _data_command(data: dict[str, Any] | None) -> str:
+    """The command that collected a data set, as its provenance records it."""
+    return (data or {}).get("command") or "data not recorded"
+
+
 def _episode_rule(config: CheckpointConfig) -> str:
     """How the default episode length was set, in a few words."""
     episode = config.episode_length
@@ -144,13 +149,18 @@ def _episode_section(episode: dict[str, Any]) -> list[str]:
         f"Open-loop model rollouts along {episode['episodes']} real `{episode['task']}` episodes from the "
         f"task's own initial states, driven by {episode['policy']}; the task's reward computed on both "
         f"(reward range {episode['reward_range']:.3g}; {episode['diverged']} rollouts diverged). "
-        f"Real return {episode['real_return_mean']:.1f}, model {episode['model_return_mean']:.1f} "
-        f"over {episode['evaluated_steps']} steps.",
+        f"Over {episode['evaluated_steps']} steps: real return {episode['real_return_mean']:.1f}, model open loop "
+        f"(the real actions replayed) {episode['model_return_mean']:.1f}"
+        + (f", closed loop (the policy acting in the model) {episode['closed_loop_return_mean']:.1f}"
+           if "closed_loop_return_mean" in episode else "") + ".",
         "",
         "| steps | " + " | ".join(horizons) + " |",
         "|---|" + "---|" * len(horizons),
-        "| return error per step | " + " | ".join(f"{episode['return_error_per_step'][h]:.3g}" for h in horizons)
-        + " |",
+        "| open-loop return error per step | "
+        + " | ".join(f"{episode['return_error_per_step'][h]:.3g}" for h in horizons) + " |",
+        *(["| closed-loop return error per step | "
+           + " | ".join(f"{episode['closed_loop_return_error_per_step'][h]:.3g}" for h in horizons) + " |"]
+          if "closed_loop_return_error_per_step" in episode else []),
         "| state MSE at that step | " + " | ".join(f"{episode['state_mse'][h]:.3g}" for h in horizons) + " |",
         "",
         f"Default episode length: {episode['steps']} steps by the rule. Measured with: `{episode['command']}`",
@@ -217,9 +227,9 @@ def _accuracy_section(bench: dict[str, Any], model_samples: int | None,
         if ablation_is_like_for_like(ablation, model_samples, model_data):
             trained = f"on the same data with the same samples ({ablation['samples']}; {cost})"
         else:  # e.g. a model retrained for longer, or on other data, than its ablation
-            trained = (f"with {ablation['samples']} samples on data {ablation.get('data', 'not recorded')} "
-                       f"({cost}); this model saw {model_samples} samples of {model_data}, so the two columns "
-                       "are not a like-for-like comparison")
+            trained = (f"with {ablation['samples']} samples of `{_data_command(ablation.get('data'))}` "
+                       f"({cost}); this model saw {model_samples} samples of `{_data_command(model_data)}`, so the "
+                       "two columns are not a like-for-like comparison")
         lines += [f"Ablation: the `{ablation['architecture']}` architecture trained {trained}: "
                   f"`{ablation['command']}`.", ""]
     lyapunov = bench.get("lyapunov")

@@ -151,6 +151,7 @@ def task_fidelity(
     real = make_task_bridge(robot, task, seed, folder=folder if robot.source == "mjcf" else None)
     model = make_task_bridge(robot, task, seed, folder=folder if robot.source == "mjcf" else None)
     rng = np.random.default_rng(seed)
+    torch.manual_seed(seed)  # a stochastic policy (SB3's) samples from torch's generator
     low, high = real.action_space.low, real.action_space.high
     real_rewards = np.full((episodes, steps), np.nan)
     model_rewards = np.full((episodes, steps), np.nan)
