@@ -86,6 +86,7 @@ WALKER_CANDIDATES = {
     "walker-short": "2000 x 250-step Poisson sequences from the task's starts, one-step loss only",
     "walker-short-rollout": "the same, rollout fine-tune",
     "walker-contact": "the same data + contact features, one-step loss only",
+    "walker-contact-rollout": "the same, rollout fine-tune (data, contact features, fine-tune: all agent-free)",
     "walker-agent": "half the sequences driven by a real-trained SAC agent + contact features, one-step loss only",
     "shipped": "the same, rollout fine-tune (shipped)",
 }
