@@ -171,6 +171,11 @@ def test_benchmark_task_command_prints_and_writes_the_episode_length(
     assert read_config(folder).episode_length["command"].startswith("neural-sim benchmark-task")
     assert main(["benchmark-task", str(folder), "--agent", str(tmp_path / "missing.zip")]) == 2
     assert "no agent file at" in capsys.readouterr().err
+    for bad in (["--steps", "0"], ["--episodes", "0"]):
+        assert main(["benchmark-task", str(folder), *bad]) == 2
+    assert "episodes and steps must be >= 1" in capsys.readouterr().err
+    assert main(["benchmark-task", str(folder), "--task", "hop"]) == 2
+    assert "unknown task 'hop' for robot 'cartpole'" in capsys.readouterr().err
 
 
 def test_walker_agents_see_flat_observations_in_both_envs(tmp_path: Path) -> None:

@@ -142,7 +142,7 @@ def task_fidelity(
     config = read_config(folder)
     robot = config.robot
     task = task or robot.default_task
-    steps = steps or robot.episode_steps
+    steps = robot.episode_steps if steps is None else steps
     if episodes < 1 or steps < 1:
         raise NeuralSimError(f"episodes and steps must be >= 1, got {episodes} and {steps}")
     if task not in robot.tasks:
