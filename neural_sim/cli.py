@@ -44,8 +44,8 @@ def _cmd_collect(args: argparse.Namespace, argv: Sequence[str]) -> None:
     agent = _collection_agent(args.agent, args.robot, args.task) if args.agent is not None else None
     dataset = collect(
         args.robot, args.sequences, args.steps, args.seed, args.task, command=_command_line(argv), progress=True,
-        agent=agent, agent_sequences=(args.agent_sequences or 0) if agent is None else (
-            args.sequences // 2 if args.agent_sequences is None else args.agent_sequences),
+        agent=agent, agent_sequences=args.agent_sequences if args.agent_sequences is not None else (
+            args.sequences // 2 if agent is not None else 0),
     )
     path = dataset.save(args.out)
     print(f"wrote {path}: {dataset.states.shape[0]} sequences x {dataset.actions.shape[1]} steps")
@@ -224,7 +224,7 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
 def _cmd_benchmark_task(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.checkpoints import read_config, resolve_checkpoint
     from neural_sim.pipeline.task_fidelity import task_fidelity, write_episode_length
-    from neural_sim.robots import make_task_bridge
+    from neural_sim.robots import data_source
 
     _set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
@@ -232,11 +232,7 @@ def _cmd_benchmark_task(args: argparse.Namespace, argv: Sequence[str]) -> None:
     task = args.task or config.robot.default_task
     policy, described = None, "Poisson random actions (the training data's protocol)"
     if args.agent is not None:
-        from neural_sim.rl.evaluation import load_policy
-
-        bridge = make_task_bridge(config.robot, task, folder=folder if config.robot.source == "mjcf" else None)
-        policy = load_policy(args.agent, bridge.observation_space)
-        bridge.close()
+        policy = _collection_agent(args.agent, data_source(config.robot, folder), task).act
         described = f"the stochastic policy of the SB3 agent {args.agent.name}"
     fidelity = task_fidelity(folder, task, args.episodes, args.steps, args.seed, policy)
     summary = {"task": task, "policy": described, **fidelity.summary()}

@@ -198,12 +198,11 @@ class Simulator:
         field: VectorField = self.field
         # The fused layouts fold the inputs of plain (q, v, u) fields; a field with contact
         # features is traced as it is.
-        if field.features.contact_size:
-            pass
-        elif isinstance(field, MoSimField):
-            field = FusedMoSimField(field)
-        elif isinstance(field, ResidualField):
-            field = FusedResidualField(field)
+        if not field.features.contact_size:
+            if isinstance(field, MoSimField):
+                field = FusedMoSimField(field)
+            elif isinstance(field, ResidualField):
+                field = FusedResidualField(field)
         # The fused layouts build their tensors on the CPU: follow the field's device.
         return _FixedStepRK4(field, self.dt, self.config.integrator.substeps).to(self.device)
 

@@ -173,11 +173,10 @@ def collect(
     for i in iterator:
         states[i, 0] = bridge.reset_random()
         actions[i] = poisson_actions(rng, steps, low, high)  # drawn for every sequence: same RNG stream
-        driven = agent is not None and i < agent_sequences
+        act = agent.act if agent is not None and i < agent_sequences else None
         for t in range(steps):
-            if driven:
-                assert agent is not None
-                actions[i, t] = np.clip(agent.act(bridge.observation()), low, high)  # SB3 clips as well
+            if act is not None:
+                actions[i, t] = np.clip(act(bridge.observation()), low, high)  # SB3 clips as well
             bridge.step_physics(actions[i, t])
             states[i, t + 1] = bridge.get_state()
     bridge.close()

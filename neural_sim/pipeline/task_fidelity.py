@@ -227,9 +227,9 @@ def _closed_loop_rewards(simulator: Any, model: Any, policy: Policy, start: np.n
     rewards = np.full(steps, np.nan)
     model.reset_to(start)
     state = start
+    as_input = lambda x: torch.as_tensor(x, dtype=torch.float32, device=simulator.device)[None]  # noqa: E731
     for t in range(steps):
         action = np.asarray(policy(model.observation()), dtype=np.float64)
-        as_input = lambda x: torch.as_tensor(x, dtype=torch.float32, device=simulator.device)[None]  # noqa: E731
         next_state = simulator.fast_predict(as_input(state), as_input(action))[0].double().cpu().numpy()
         if not np.isfinite(next_state).all():
             break

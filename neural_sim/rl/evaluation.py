@@ -17,7 +17,7 @@ from stable_baselines3.common.vec_env import DummyVecEnv
 
 from neural_sim.checkpoints import read_config, resolve_checkpoint, weights_fingerprint
 from neural_sim.envs.ids import NAMESPACE, mirrored_id
-from neural_sim.errors import UnknownNameError
+from neural_sim.errors import NeuralSimError, UnknownNameError
 from neural_sim.pipeline.collect import AgentPolicy
 
 
@@ -83,8 +83,6 @@ def load_policy(path: str | Path, observation_space: spaces.Space[Any],
     """
     from sb3_contrib import TQC
     from stable_baselines3 import SAC
-
-    from neural_sim.errors import NeuralSimError
 
     path = Path(path)
     if not path.is_file():
