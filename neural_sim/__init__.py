@@ -18,7 +18,14 @@ import torch
 
 from neural_sim.checkpoints import load_simulator, read_config, resolve_checkpoint, shipped_names
 from neural_sim.envs.registration import register_checkpoint, register_shipped
-from neural_sim.errors import CheckpointError, DivergenceError, InputError, NeuralSimError, UnknownNameError
+from neural_sim.errors import (
+    CheckpointError,
+    DivergenceError,
+    InputError,
+    NeuralSimError,
+    OutOfDomainError,
+    UnknownNameError,
+)
 from neural_sim.model.simulator import Simulator
 
 __version__ = "0.1.0"
@@ -43,7 +50,23 @@ def load(
     return load_simulator(folder, read_config(folder), device)
 
 
+def _preload_in_forkserver_workers() -> None:
+    """Have worker processes started from a forkserver import neural_sim (so know its ids).
+
+    SB3's ``SubprocVecEnv`` uses the forkserver start method on Linux; the forkserver
+    imports only the main module, which a notebook, ``python -c`` or pytest does not have
+    as a file, so ``NeuralSim/...`` ids would be unknown in the workers. Has no effect once
+    a forkserver runs, and adds to (never replaces) modules the user asked to preload.
+    """
+    import multiprocessing.forkserver as forkserver
+
+    preloaded = list(getattr(forkserver._forkserver, "_preload_modules", ["__main__"]))  # private, read only
+    if __name__ not in preloaded:
+        forkserver.set_forkserver_preload([*preloaded, __name__])
+
+
 ENV_IDS: list[str] = register_shipped()
+_preload_in_forkserver_workers()
 
 __all__ = [
     "ENV_IDS",
@@ -51,6 +74,7 @@ __all__ = [
     "DivergenceError",
     "InputError",
     "NeuralSimError",
+    "OutOfDomainError",
     "Simulator",
     "UnknownNameError",
     "__version__",

@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from neural_sim.density.model import DensityConfig, DensityModel
 from neural_sim.errors import CheckpointError, UnknownNameError
 from neural_sim.model.config import SimulatorConfig, from_dict, to_dict
+from neural_sim.model.domain import DataDomain
 from neural_sim.model.dynamics import build_vector_field
 from neural_sim.model.simulator import Simulator
 from neural_sim.robots.base import RobotInfo
@@ -64,6 +65,8 @@ class CheckpointConfig:
     :param episode_length: the default episode length set by ``neural-sim benchmark-task
         --write`` (``steps``, the rule, the policy and the figures behind it); empty: the
         trusted horizon is the default.
+    :param domain: the region of state space the training data covers; the envs end an
+        episode that leaves it (``None``: only a non-finite prediction ends one).
     """
 
     format_version: int
@@ -74,6 +77,7 @@ class CheckpointConfig:
     benchmark: dict[str, Any] = field(default_factory=dict)
     density: DensityConfig | None = None
     episode_length: dict[str, Any] = field(default_factory=dict)
+    domain: DataDomain | None = None
 
     @property
     def default_episode_steps(self) -> int:
@@ -136,7 +140,9 @@ def weights_fingerprint(folder: str | os.PathLike[str]) -> str:
     """A short hash of what a checkpoint's envs compute with: the model, the reset states and,
     if present, the density model and the default episode length set by
     ``neural-sim benchmark-task --write``. The rest of ``config.json`` is left out on
-    purpose: rewriting its benchmark figures changes no prediction.
+    purpose: rewriting its benchmark figures changes no prediction. So is the data domain:
+    it changes no prediction, it only ends episodes that leave the data (RL results record
+    how many did).
 
     :return: the first 12 hex digits of the SHA-256 over those files, in a fixed order.
     """

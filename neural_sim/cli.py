@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from neural_sim.errors import NeuralSimError
+from neural_sim.model.domain import DEFAULT_MARGIN
 
 CHECKPOINT_HELP = "shipped robot name, checkpoint folder or Hub repo id (owner/name)"
 
@@ -118,25 +119,72 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
           command=_command_line(argv), resume=args.resume, init_from=args.init_from)
 
 
+def _training_data(folder: Path, config: Any) -> Any:
+    """A checkpoint's training data, collected again from the command and seed it records."""
+    from neural_sim.pipeline.collect import recollect_training_data
+    from neural_sim.robots import data_source
+
+    return recollect_training_data(config.training, data_source(config.robot, folder), progress=True,
+                                   load_agent=lambda path, task: _collection_agent(
+                                       Path(path), data_source(config.robot, folder), task))
+
+
 def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.checkpoints import read_config, resolve_checkpoint, save_density
     from neural_sim.density.fit import DensityFitConfig, fit_density
     from neural_sim.pipeline.card import model_card
-    from neural_sim.pipeline.collect import recollect_training_data
-    from neural_sim.robots import data_source
 
     _set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
     config = read_config(folder)
-    dataset = recollect_training_data(config.training, data_source(config.robot, folder), progress=True,
-                                      load_agent=lambda path, task: _collection_agent(
-                                          Path(path), data_source(config.robot, folder), task))
+    dataset = _training_data(folder, config)
     fit_config = DensityFitConfig(kind=args.kind, iterations=args.iterations, seed=args.seed)
     density = fit_density(dataset, config.simulator, fit_config, command=_command_line(argv), progress=True)
     config = save_density(folder, density)
     (folder / "README.md").write_text(model_card(config))
     assert config.density is not None
     print(f"wrote {folder}/density.safetensors (c={config.density.c:.3f}, k={config.density.k:.3f})")
+
+
+def _cmd_fit_domain(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    import dataclasses
+
+    from neural_sim.checkpoints import read_config, resolve_checkpoint, write_config
+    from neural_sim.pipeline.card import model_card
+    from neural_sim.pipeline.collect import collect
+    from neural_sim.pipeline.domain import fit_domain
+    from neural_sim.robots import data_source
+
+    folder = resolve_checkpoint(args.checkpoint)
+    config = read_config(folder)
+    if config.training.get("data", {}).get("seed") == args.seed:
+        raise NeuralSimError(f"--seed {args.seed} is the seed of this checkpoint's training data; the held-out "
+                             f"data needs another (e.g. --seed {args.seed + 1})")
+    dataset = _training_data(folder, config)
+    source = data_source(config.robot, folder)
+    held_out = {"random": collect(source, args.held_out_sequences, 1000, args.seed, progress=True)}
+    if args.agent is not None:  # where a trained agent goes, which random actions may not reach
+        task = args.task or config.robot.default_task
+        held_out["agent"] = collect(source, args.held_out_sequences, 1000, args.seed, task, progress=True,
+                                    agent=_collection_agent(args.agent, source, task),
+                                    agent_sequences=args.held_out_sequences)
+    domain = fit_domain(dataset, config.simulator.layout, held_out, args.margin, command=_command_line(argv))
+    config = dataclasses.replace(config, domain=domain)
+    write_config(folder, config)
+    (folder / "README.md").write_text(model_card(config))
+    for name, report in domain.fit["held_out"].items():
+        data = report["data"]
+        print(f"held-out data, {name} actions: {data['sequences']} sequences x {data['steps']} steps, "
+              f"seed {data['seed']}")
+        print(f"{'margin':>7} {'steps cut':>10} {'sequences cut':>14}  dimensions most often outside")
+        for margin, row in report["cuts"].items():
+            print(f"{margin:>7} {row['steps']:>10.2e} {row['sequences']:>14.3f}  {', '.join(row['dims'])}")
+    print(f"wrote the data domain (margin {domain.margin:g}, {len(domain.dims)} checked dimensions) into "
+          f"{folder}/config.json")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"robot": config.robot.name, "margin": domain.margin, **domain.fit},
+                                        indent=1) + "\n")
 
 
 def _cmd_benchmark_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -158,6 +206,31 @@ def _cmd_benchmark_density(args: argparse.Namespace, argv: Sequence[str]) -> Non
     if args.write:
         write_benchmark(folder, {"density": results})
         print(f"wrote the figures into {folder}/config.json and its model card")
+
+
+def _cmd_soak(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    import gymnasium as gym
+
+    import neural_sim
+    from neural_sim.pipeline.soak import soak
+
+    _set_threads(args.threads)
+    if args.env_id not in gym.registry:
+        raise NeuralSimError(f"unknown env id {args.env_id!r}; registered: {neural_sim.ENV_IDS}")
+    try:
+        reports = [soak(args.env_id, args.steps, n, args.seed) for n in args.num_envs]
+    except ValueError as error:
+        raise NeuralSimError(str(error)) from error
+    print(f"{'envs':>6} {'env-steps':>11} {'memory MiB start/end':>22} {'ms/env-step first/last 10%':>28} "
+          f"{'episodes':>9} {'out of domain':>14} {'divergences':>12} {'passed':>7}")
+    for r in reports:
+        memory, step = r["memory_mib"], r["step_ms"]
+        print(f"{r['num_envs']:>6} {r['env_steps']:>11,} {memory['after_warm_up']:>10.0f} / {memory['end']:<9.0f} "
+              f"{step['first_10pct']:>13.4f} / {step['last_10pct']:<12.4f} {r['episodes']:>9,} "
+              f"{r['out_of_domain_truncations']:>14,} {len(r['divergences']):>12} {r['passed']!s:>7}")
+    if args.json is not None:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"command": _command_line(argv), "runs": reports}, indent=1) + "\n")
 
 
 def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
@@ -477,6 +550,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.set_defaults(func=_cmd_fit_density)
 
+    p = sub.add_parser("fit-domain", help="measure the state region a checkpoint's data covers; episodes that "
+                       "leave it are truncated")
+    p.add_argument("checkpoint", help=CHECKPOINT_HELP)
+    p.add_argument("--margin", type=float, default=DEFAULT_MARGIN,
+                   help=f"widening on each side, a fraction of each dimension's range (default {DEFAULT_MARGIN})")
+    p.add_argument("--held-out-sequences", type=int, default=100,
+                   help="1000-step random-action sequences the margin is checked on")
+    p.add_argument("--seed", type=int, default=1, help="seed of the held-out data (not the training data's)")
+    p.add_argument("--agent", type=Path, default=None,
+                   help="also check the margin on held-out episodes of this SB3 agent (.zip from `neural-sim rl`)")
+    p.add_argument("--task", default=None, help="the agent's task (default: the robot's default task)")
+    p.add_argument("--json", type=Path, default=None, help="also write the held-out report to this JSON file")
+    p.set_defaults(func=_cmd_fit_domain)
+
     p = sub.add_parser("benchmark-density", help="separation, error prediction and cost of the density penalty")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--sequences", type=int, default=10, help="held-out random-action sequences (default 10)")
@@ -497,6 +584,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_bench_speed)
+
+    p = sub.add_parser("soak", help="step an env a million times: memory, step time and divergences from start "
+                       "to end")
+    p.add_argument("env_id", nargs="?", default="NeuralSim/Cheetah-v0")
+    p.add_argument("--steps", type=int, default=1_000_000, help="env-steps per run (all envs together)")
+    p.add_argument("--num-envs", type=int, nargs="+", default=[1, 1024],
+                   help="one run per value: 1 = gymnasium.make, more = the batched env (default 1 1024)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
+    p.set_defaults(func=_cmd_soak)
 
     p = sub.add_parser("benchmark-task", help="predicted rewards along real task episodes; sets the episode length",
                        description="Real episodes from the task's own initial states, driven by Poisson random "

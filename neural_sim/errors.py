@@ -31,3 +31,11 @@ class InputError(NeuralSimError):
 
 class DivergenceError(RuntimeError):
     """A learned simulator produced a non-finite state (it was driven far outside its data)."""
+
+
+class OutOfDomainError(NeuralSimError):
+    """A step left the region the model's training data covers, with ``out_of_domain="raise"``."""
+
+
+class OutOfDomainWarning(UserWarning):
+    """A step left the region the model's training data covers; its episode was truncated."""

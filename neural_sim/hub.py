@@ -18,7 +18,7 @@ from huggingface_hub import HfApi, constants, scan_cache_dir, snapshot_download
 from huggingface_hub import errors as hub_errors
 from huggingface_hub.errors import CacheNotFound, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 
-from neural_sim.checkpoints import CARD_FILE, CONFIG_FILE, CheckpointConfig, read_config
+from neural_sim.checkpoints import CARD_FILE, CONFIG_FILE, REQUIRED_FILES, CheckpointConfig, read_config
 from neural_sim.errors import CheckpointError, UnknownNameError
 
 # huggingface_hub 2.x caches each commit's full file listing and reports partial snapshots;
@@ -92,8 +92,22 @@ def download(
         ) from error
     except (RepositoryNotFoundError, RevisionNotFoundError, HFValidationError) as error:
         raise UnknownNameError(f"the Hub has no checkpoint {where}: {error}") from error
+    except Exception as error:  # a transfer cut off (the connection dropped, a timeout): retrying resumes it
+        raise CheckpointError(
+            f"downloading checkpoint {where} failed ({type(error).__name__}: {error}); what arrived is kept as "
+            "incomplete files that are never loaded: run the same command again to finish the download"
+        ) from error
     refuse_unsafe_files(_repo_files(repo_id, revision, folder, cache_dir), where)
-    read_config(folder)  # a neural-sim checkpoint, of a format this version reads
+    # A download cut off half-way leaves a snapshot with some files linked and the rest as
+    # ``.incomplete`` blobs: never taken for a checkpoint.
+    if (folder / CONFIG_FILE).is_file():
+        read_config(folder)  # a neural-sim checkpoint, of a format this version reads
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise CheckpointError(
+            f"the cached snapshot of {where} at {folder} lacks {missing} (an interrupted download, or not a "
+            f"neural-sim checkpoint): run `neural-sim download {repo_id}` with network access to complete it"
+        )
     return folder
 
 

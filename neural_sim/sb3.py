@@ -57,6 +57,10 @@ class NeuralSimVecEnv(VecEnv):
             if key in info:
                 for i in range(self.num_envs):
                     infos[i][key] = float(info[key][i])
+        if "out_of_domain" in info:  # truncated envs whose step left the model's data
+            for i in np.flatnonzero(info["out_of_domain"]):
+                infos[i]["out_of_domain"] = True
+                infos[i]["out_of_domain_dims"] = info["out_of_domain_dims"][i]
         return obs, rewards.astype(np.float32), dones, infos
 
     def close(self) -> None:

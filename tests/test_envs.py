@@ -283,18 +283,6 @@ def test_step_before_reset_is_refused() -> None:
         NeuralSimEnv("acrobot").step(np.zeros(1))
 
 
-def test_a_non_finite_prediction_raises_instead_of_continuing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import torch
-
-    from neural_sim.errors import DivergenceError
-
-    env = NeuralSimEnv("acrobot")
-    env.reset(seed=0)
-    monkeypatch.setattr(env.simulator, "fast_predict", lambda s, a: torch.full_like(s, float("nan")))
-    with pytest.raises(DivergenceError, match=r"non-finite state .* far outside its training data"):
-        env.step(np.zeros(1))
-
-
 def test_reacher_targets_are_drawn_per_episode_from_the_seed() -> None:
     env = gym.make("NeuralSim/Reacher-v0")
     first = env.reset(seed=3)[0]["to_target"]
@@ -310,3 +298,14 @@ def test_reacher_targets_are_drawn_per_episode_from_the_seed() -> None:
 def test_batched_env_refuses_tasks_with_per_episode_state_it_cannot_batch() -> None:
     with pytest.raises(InputError, match="state outside \\(qpos, qvel\\)"):
         gym.make_vec("NeuralSim/Reacher-v0", num_envs=2, native_tasks=False)
+
+
+def test_episodes_never_start_in_a_state_the_task_ends_at_once() -> None:
+    # Random-action data lies mostly where InvertedPendulum's pole has fallen (beyond 0.2 rad).
+    env = NeuralSimEnv("InvertedPendulum-v5")
+    assert len(env.reset_states) > 0 and (np.abs(env.reset_states[:, 1]) <= 0.2).all()
+    fallen = np.array([[0.0, 0.5, 0.0, 0.0], [0.0, -0.3, 0.0, 0.0]])
+    with pytest.raises(InputError, match=r"every one of the 2 states in reset_states .* ends an episode in"):
+        NeuralSimEnv("InvertedPendulum-v5", reset_states=fallen)
+    kept = NeuralSimEnv("InvertedPendulum-v5", reset_states=np.vstack([fallen, np.zeros((1, 4))])).reset_states
+    np.testing.assert_array_equal(kept, np.zeros((1, 4)))

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +25,7 @@ from neural_sim.checkpoints import shipped_checkpoints_dir
 from neural_sim.cli import main
 from neural_sim.errors import CheckpointError, UnknownNameError
 from neural_sim.hub import CHECKPOINT_PATTERNS, cached_checkpoints, download, push
+from tests.hub_mirror import serve_repo
 
 REPO = "someone/acrobot-neural-sim"
 MAIN_COMMIT, TAGGED_COMMIT = "1" * 40, "2" * 40
@@ -190,3 +195,61 @@ def test_push_refuses_pickles_and_broken_checkpoints(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         push(folder, "me/acrobot", api=api)
     assert api.calls == []  # nothing was sent
+
+
+# -- downloads from a local Hub mirror (the real download code over HTTP) ------------------
+
+LOAD = "import neural_sim, sys; sim = neural_sim.load(sys.argv[1]); print(sim.nq, sim.nv)"
+
+
+def _load_in_process(repo: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-c", LOAD, repo], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def test_two_processes_downloading_one_checkpoint_at_once_both_load_it(tmp_path: Path) -> None:
+    source = shipped_checkpoints_dir() / "acrobot"
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    with serve_repo(REPO, source, delay_s=0.5) as endpoint:  # slow files: the two downloads overlap
+        env["HF_ENDPOINT"] = endpoint
+        runs = [_load_in_process(REPO, env) for _ in range(2)]
+        results = [run.communicate(timeout=300) for run in runs]
+    for run, (out, err) in zip(runs, results, strict=True):
+        assert run.returncode == 0, err[-2000:]
+        assert out.split() == ["2", "2"]
+    repo = tmp_path / "hf" / "hub" / f"models--{REPO.replace('/', '--')}"
+    assert [p.name for p in (repo / "snapshots").iterdir()] == ["a" * 40]  # one cache entry
+    assert not list(repo.rglob("*.incomplete")) and not list(repo.rglob("*.lock"))
+    snapshot = repo / "snapshots" / ("a" * 40)
+    for file in (f for f in source.rglob("*") if f.is_file()):  # every file intact
+        assert (snapshot / file.relative_to(source)).read_bytes() == file.read_bytes()
+    offline = {**env, "HF_HUB_OFFLINE": "1"}
+    assert subprocess.run([sys.executable, "-c", LOAD, REPO], env=offline, capture_output=True, text=True,
+                          timeout=300, check=False).returncode == 0
+
+
+def test_an_interrupted_download_is_never_taken_for_a_checkpoint(tmp_path: Path) -> None:
+    env = {**os.environ, "HF_HOME": str(tmp_path / "hf"), "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+    env.pop("HF_HUB_OFFLINE", None)
+    with serve_repo(REPO, shipped_checkpoints_dir() / "acrobot", cut_file="model.safetensors") as endpoint:
+        env["HF_ENDPOINT"] = endpoint
+        _out, err = (run := _load_in_process(REPO, env)).communicate(timeout=300)
+    assert run.returncode != 0
+    assert "CheckpointError: downloading checkpoint someone/acrobot-neural-sim failed" in err
+    assert "run the same command again" in err
+    offline = subprocess.run([sys.executable, "-c", LOAD, REPO], env={**env, "HF_HUB_OFFLINE": "1"},
+                             capture_output=True, text=True, timeout=300, check=False)
+    assert offline.returncode != 0
+    assert re.search(r"CheckpointError: checkpoint someone/acrobot-neural-sim is not \(completely\) in the local "
+                     r"Hugging Face cache.*neural-sim download", offline.stderr)
+
+
+def test_a_cached_snapshot_missing_a_file_is_refused_with_the_command_that_completes_it(hub_cache: Path,
+                                                                                       tmp_path: Path) -> None:
+    partial = tmp_path / "partial"
+    shutil.copytree(shipped_checkpoints_dir() / "pendulum", partial)
+    (partial / "model.safetensors").unlink()  # as an interrupted download leaves it
+    add_snapshot(hub_cache, "someone/partial", partial, "5" * 40, ("main",))
+    with pytest.raises(CheckpointError, match=r"lacks \['model.safetensors'\].*neural-sim download someone/partial"):
+        neural_sim.load("someone/partial")

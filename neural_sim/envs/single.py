@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from dm_control.suite import base
 
+from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
 from neural_sim.envs.parts import check_actions, check_states, load_env_parts
 from neural_sim.errors import DivergenceError, InputError, UnknownNameError
 from neural_sim.model.simulator import Simulator
@@ -46,7 +47,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
 
     ## Episode End
     Terminated when the stock task says so (discount 0); truncated after
-    ``max_episode_steps`` (registered default: the checkpoint's trusted horizon).
+    ``max_episode_steps`` (registered default: the checkpoint's episode length), and truncated
+    when a step leaves the region the model's training data covers (see ``out_of_domain``).
 
     ## Arguments
     :param checkpoint: shipped robot name (``"acrobot"``), checkpoint folder, or Hugging
@@ -72,6 +74,15 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     :param env_kwargs: keyword arguments of the source env's constructor, for Gymnasium
         robots (``{"ctrl_cost_weight": 0.2}`` as ``gymnasium.make("HalfCheetah-v5", ...)``
         takes them); the real env computes observation, reward and termination with them.
+    :param out_of_domain: what a step that starts or lands outside the checkpoint's data
+        domain (or predicts a non-finite value) does. ``"truncate"`` (default): the episode
+        is truncated, the env stays at the step's start state (observation and reward are
+        those of a step that went nowhere), ``info["out_of_domain"]`` is ``True`` and
+        ``info["out_of_domain_dims"]`` names what was out; a warning is shown the first time
+        in a process. ``"raise"``: an :class:`~neural_sim.errors.OutOfDomainError`.
+        ``"ignore"``: the step is taken as if trusted (a non-finite one still raises
+        :class:`~neural_sim.errors.DivergenceError`). Every step of the neural backend
+        carries ``info["out_of_domain"]`` unless ``"ignore"``.
     :param render_mode: ``None`` or ``"rgb_array"``.
     :param render_kwargs: ``width``, ``height``, ``camera_id`` of rendered frames.
 
@@ -95,6 +106,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         render_mode: str | None = None,
         render_kwargs: dict[str, Any] | None = None,
         reset_from: ResetFrom = "buffer",
+        out_of_domain: OutOfDomain = "truncate",
     ) -> None:
         if backend not in BACKENDS:
             raise UnknownNameError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
@@ -115,6 +127,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         self.backend: Backend = backend
         self.reset_from: ResetFrom = reset_from
         self._layout = layout = self.config.simulator.layout
+        self._guard = DomainGuard(self.config.domain, layout, out_of_domain)
+        self.out_of_domain: OutOfDomain = self._guard.mode
         self.observation_space = self.bridge.observation_space
         self.action_space = self.bridge.action_space
         self.render_mode = render_mode
@@ -140,7 +154,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         if unknown:
             raise InputError(f"unknown reset options {unknown}; accepted: {list(RESET_OPTIONS)}")
         if options.get("state") is not None:
-            state = check_states(np.asarray(options["state"], dtype=np.float64), "options['state']", self._layout,
+            state = check_states(options["state"], "options['state']", self._layout,
                                  batched=False)
         elif self.reset_from == "task":
             # The stock reset leaves the physics (task episode state included) where it starts.
@@ -163,13 +177,26 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             log_density = self.density.fast_log_density(state_t, action_t)
             info["log_density"] = float(log_density[0])
             info["penalty"] = float(self.density.penalty(log_density)[0])
+        left_domain = False
         if self.backend == "physics":
             self.bridge.step_physics(action)
             self._state = self.bridge.get_state()
         else:
-            previous, self._state = self._state, self._predict(state_t, action_t)
+            previous = self._state
+            predicted = self.simulator.fast_predict(state_t, action_t)[0].cpu().numpy().astype(np.float64)
+            if self._guard.active:
+                left_domain = self._left_domain(previous, predicted, action, info)
+                if left_domain:
+                    predicted = previous  # a step that went nowhere: the last state inside
+            elif not math.isfinite(predicted.sum()):  # NaN and inf propagate; float64 cannot overflow here
+                raise DivergenceError(
+                    f"the learned simulator produced a non-finite state from state {previous.tolist()} "
+                    f"and action {action.tolist()}: it was driven far outside its training data"
+                )
+            self._state = predicted.copy() if left_domain else predicted
             self.bridge.transition(previous, action, self._state)
         terminated, truncated = self.bridge.termination()
+        truncated = truncated or left_domain
         reward = task_reward = self.bridge.reward()
         if self.density is not None:
             reward = task_reward + self.density_penalty * info["penalty"]
@@ -190,7 +217,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     def add_reset_states(self, states: np.ndarray) -> None:
         """Add real ``[N, nq + nv]`` states to the buffer episodes start from (the few-shot
         loop adds the states it meets in the real env)."""
-        new = check_states(np.asarray(states, dtype=np.float64), "states", self._layout, batched=True)
+        new = check_states(states, "states", self._layout, batched=True)
         self._reset_states = np.concatenate([self._reset_states, new])
 
     @property
@@ -223,11 +250,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             self._action_t.copy_(torch.as_tensor(action, dtype=torch.float32).unsqueeze(0))
         return self._state_t, self._action_t
 
-    def _predict(self, state: torch.Tensor, action: torch.Tensor) -> np.ndarray:
-        next_state = self.simulator.fast_predict(state, action)[0].cpu().numpy().astype(np.float64)
-        if not math.isfinite(next_state.sum()):  # NaN and inf propagate; float64 cannot overflow here
-            raise DivergenceError(
-                f"the learned simulator produced a non-finite state from state {state[0].tolist()} "
-                f"and action {action[0].tolist()}: it was driven far outside its training data"
-            )
-        return next_state
+    def _left_domain(self, previous: np.ndarray, predicted: np.ndarray, action: np.ndarray,
+                     info: dict[str, Any]) -> bool:
+        """Whether the step left the data domain (raising under ``out_of_domain="raise"``);
+        fills ``info``."""
+        before, after = previous[None], predicted[None]
+        left, outside = self._guard.leaving(before, after)
+        info["out_of_domain"] = bool(left[0])
+        if left[0]:
+            self._guard.handle(np.zeros(1, dtype=np.int64), before, after, outside, action[None], "NeuralSimEnv.step")
+            info["out_of_domain_dims"] = self._guard.describe(0, before, after, outside)
+        return bool(left[0])

@@ -12,9 +12,10 @@ from dm_control.suite import base
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
-from neural_sim.envs.parts import check_actions, check_states, load_env_parts
+from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
+from neural_sim.envs.parts import as_float_array, check_actions, check_states, load_env_parts
 from neural_sim.errors import DivergenceError, InputError
-from neural_sim.robots.batched import assign_rows, make_batched_task, observation_row
+from neural_sim.robots.batched import assign_rows, make_batched_task, merge_rows, observation_row
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 
@@ -37,6 +38,9 @@ class NeuralSimVectorEnv(VectorEnv):
         ``AutoresetMode.SAME_STEP`` (reset within the ending step; the final observation
         goes to ``infos["final_obs"]``).
     :param native_tasks: use torch-native task functions where available (default True).
+    :param out_of_domain: as the single env's, per env: an env whose step leaves the data
+        domain is truncated (``infos["out_of_domain"]`` marks it, ``infos["out_of_domain_dims"]``
+        says what was out) and the others are untouched; ``"raise"`` and ``"ignore"`` as there.
     """
 
     metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
@@ -55,6 +59,7 @@ class NeuralSimVectorEnv(VectorEnv):
         env_kwargs: dict[str, Any] | None = None,
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         native_tasks: bool = True,
+        out_of_domain: OutOfDomain = "truncate",
     ) -> None:
         if int(num_envs) < 1:
             raise InputError(f"num_envs must be >= 1, got {num_envs}")
@@ -70,6 +75,8 @@ class NeuralSimVectorEnv(VectorEnv):
         self._reset_states = parts.reset_states
         self._layout = self.config.simulator.layout
         self._size = self._layout.state_size
+        self._guard = DomainGuard(self.config.domain, self._layout, out_of_domain)
+        self.out_of_domain: OutOfDomain = self._guard.mode
         self.task = make_batched_task(self.bridge, native=native_tasks, num_envs=self.num_envs)
         self.single_observation_space = self.bridge.observation_space
         self.single_action_space = self.bridge.action_space
@@ -92,30 +99,30 @@ class NeuralSimVectorEnv(VectorEnv):
         :param options: ``"state"``: ``[num_envs, nq + nv]`` start states;
             ``"reset_mask"``: ``[num_envs]`` bools, reset only those envs.
         """
-        if seed is not None:
-            seeds = [seed + i for i in range(self.num_envs)] if isinstance(seed, int) else list(seed)
-            if len(seeds) != self.num_envs:
-                raise InputError(f"got {len(seeds)} seeds for {self.num_envs} envs")
-            self._rngs = [np.random.default_rng(s) for s in seeds]
         options = dict(options or {})
         unknown = sorted(set(options) - {"state", "reset_mask"})
         if unknown:
             raise InputError(f"unknown reset options {unknown}; accepted: ['reset_mask', 'state']")
-        mask = np.ones(self.num_envs, dtype=bool) if options.get("reset_mask") is None else np.asarray(
-            options["reset_mask"], dtype=bool
-        )
-        if mask.shape != (self.num_envs,):
-            raise InputError(f"reset_mask must have shape ({self.num_envs},), got {mask.shape}")
+        mask = np.ones(self.num_envs, dtype=bool)
+        if options.get("reset_mask") is not None:
+            given = as_float_array(options["reset_mask"], "reset_mask")
+            if given.shape != (self.num_envs,) or not np.isin(given, (0.0, 1.0)).all():
+                raise InputError(f"reset_mask must be {self.num_envs} bools (shape ({self.num_envs},)), got "
+                                 f"{np.asarray(options['reset_mask']).tolist()!r:.200}")
+            mask = given.astype(bool)
+        states = None
         if options.get("state") is not None:
-            states = check_states(np.asarray(options["state"], dtype=np.float64), "options['state']", self._layout,
-                                  batched=True)
+            states = check_states(options["state"], "options['state']", self._layout, batched=True)
             if len(states) != self.num_envs:
                 raise InputError(f"options['state'] needs one state per env ({self.num_envs}), got {len(states)}")
+        if seed is not None:  # checked, like everything above, before anything changes
+            self._rngs = [np.random.default_rng(s) for s in self._check_seeds(seed)]
+        if states is not None:
             self._states[mask] = torch.as_tensor(states[mask])
             self.task.begin_episodes(np.flatnonzero(mask), self._rngs)
         else:
             self._reset_from_buffer(mask)
-        self._steps[mask] = 0
+        self._steps[mask] = 0  # also for given start states
         self._needs_reset[mask] = False
         self._started = True
         return self.task.observations(self._states), {"state": self._states.numpy().copy()}
@@ -126,46 +133,53 @@ class NeuralSimVectorEnv(VectorEnv):
             raise gym.error.ResetNeeded("call reset() before step()")
         space = self.single_action_space
         actions = check_actions(actions, space, "actions", (self.num_envs, *space.shape))
-        resetting = self._needs_reset.copy()  # NEXT_STEP: envs that ended last step
-        stepping = ~resetting
+        resetting = self._needs_reset  # NEXT_STEP: envs that ended last step; they only reset
+        # Only the envs that step are predicted, scored and checked (a reset row's transition
+        # would be meaningless); most steps, that is every env, and no indexing is done.
+        rows = np.flatnonzero(~resetting) if resetting.any() else None
+        index = None if rows is None else torch.as_tensor(rows)
+        previous = self._states if index is None else self._states[index]
+        stepped_actions = actions if rows is None else actions[rows]
         info: dict[str, Any] = {}
-        states = self._states
-        action_t = torch.as_tensor(actions, dtype=torch.float32, device=self.simulator.device)
-        if self.density is not None:
-            with torch.no_grad():
-                log_density = self.density.fast_log_density(
-                    states.to(device=self.simulator.device, dtype=torch.float32), action_t
-                ).double().cpu()
-                penalty = self.density.penalty(log_density)
         with torch.no_grad():
-            predicted = self.simulator.fast_predict(
-                states.to(device=self.simulator.device, dtype=torch.float32), action_t
-            )
-        predicted = predicted.double().cpu()
-        if not torch.isfinite(predicted[torch.as_tensor(stepping)]).all():
-            bad = int(np.flatnonzero(~torch.isfinite(predicted).all(-1).numpy() & stepping)[0])
-            raise DivergenceError(
-                f"env {bad}: the learned simulator produced a non-finite state from {states[bad].tolist()} "
-                f"and action {actions[bad].tolist()}: it was driven far outside its training data"
-            )
-        self._states = torch.where(torch.as_tensor(stepping).unsqueeze(-1), predicted, states)
-        self._steps[stepping] += 1
-        if resetting.any():
-            self._reset_from_buffer(resetting)
-            self._steps[resetting] = 0
-        observations, rewards, terminated, truncated = self.task.step(states, actions, self._states)
-        if resetting.any():  # these envs start an episode: their observation is a reset's
-            rows = np.flatnonzero(resetting)
-            assign_rows(observations, resetting, self.task.observations(self._states[torch.as_tensor(rows)], rows))
-        if self.max_episode_steps is not None:
-            truncated = truncated | (self._steps >= self.max_episode_steps)
-        terminated, truncated = terminated & stepping, truncated & stepping
+            state_in = previous.to(device=self.simulator.device, dtype=torch.float32)  # moved once
+            action_in = torch.as_tensor(stepped_actions, dtype=torch.float32, device=self.simulator.device)
+            if self.density is not None:
+                log_density = self.density.fast_log_density(state_in, action_in).double().cpu()
+                penalty = self.density.penalty(log_density)
+            predicted = self.simulator.fast_predict(state_in, action_in).double().cpu()
+        left = self._check_domain(previous, predicted, stepped_actions, info)
+        if left is not None and left.any():
+            predicted[torch.as_tensor(left)] = previous[torch.as_tensor(left)]  # steps that went nowhere
+        observations, rewards, terminated, truncated = self.task.step(previous, stepped_actions, predicted, rows)
+        if left is not None:
+            truncated = truncated | left
+        if index is None:
+            self._states = predicted
+        else:
+            self._states[index] = predicted
         if self.density is not None:
             info["task_reward"] = rewards.copy()
-            info["log_density"] = np.where(stepping, log_density.numpy(), 0.0)
-            info["penalty"] = np.where(stepping, penalty.numpy(), 0.0)
+            info["log_density"] = log_density.numpy()
+            info["penalty"] = penalty.numpy()
             rewards = rewards + self.density_penalty * info["penalty"]
-        rewards = np.where(stepping, rewards, 0.0)
+        if rows is not None:  # the resetting envs: a reset's observation, no reward, not ended
+            starting = np.flatnonzero(resetting)
+            self._reset_from_buffer(resetting)
+            observations = merge_rows(self.num_envs, rows, observations, starting,
+                                      self.task.observations(self._states[torch.as_tensor(starting)], starting))
+            rewards, terminated, truncated = (_scatter(self.num_envs, rows, values)
+                                              for values in (rewards, terminated, truncated))
+            for key in ("task_reward", "log_density", "penalty", "out_of_domain", "out_of_domain_dims"):
+                if key in info:
+                    info[key] = _scatter(self.num_envs, rows, info[key])
+            self._steps[rows] += 1
+        else:
+            self._steps += 1
+        if self.max_episode_steps is not None:
+            truncated = truncated | (self._steps >= self.max_episode_steps)
+        if rows is not None:
+            truncated[resetting] = False
         ended = terminated | truncated
         if self.metadata["autoreset_mode"] == AutoresetMode.SAME_STEP and ended.any():
             info["final_obs"] = np.array(
@@ -175,20 +189,73 @@ class NeuralSimVectorEnv(VectorEnv):
             info["_final_obs"] = ended.copy()
             info["final_state"] = np.where(ended[:, None], self._states.numpy(), np.nan)
             self._reset_from_buffer(ended)
-            self._steps[ended] = 0
-            observations = self.task.observations(self._states)
+            restarted = np.flatnonzero(ended)  # only their observations change
+            assign_rows(observations, ended, self.task.observations(self._states[torch.as_tensor(restarted)],
+                                                                    restarted))
         else:
             self._needs_reset = ended
         info["state"] = self._states.numpy().copy()
         return observations, rewards, terminated, truncated, info
+
+    def _check_domain(self, previous: torch.Tensor, predicted: torch.Tensor, actions: np.ndarray,
+                      info: dict[str, Any]) -> np.ndarray | None:
+        """Which of the stepped envs left the data domain (``None`` under ``"ignore"``, which
+        raises only for a non-finite prediction); fills ``info``."""
+        before, after = previous.numpy(), predicted.numpy()
+        if not self._guard.active:
+            finite = np.isfinite(after).all(-1)
+            if not finite.all():
+                bad = int(np.flatnonzero(~finite)[0])
+                raise DivergenceError(
+                    f"a learned step produced a non-finite state from {before[bad].tolist()} and action "
+                    f"{actions[bad].tolist()}: it was driven far outside its training data"
+                )
+            return None
+        left, outside = self._guard.leaving(before, after)
+        info["out_of_domain"] = left
+        if left.any():
+            rows = np.flatnonzero(left)
+            self._guard.handle(rows, before, after, outside, actions, "NeuralSimVectorEnv.step")
+            dims = np.full(len(left), None, dtype=object)
+            for row in rows:
+                dims[row] = self._guard.describe(int(row), before, after, outside)
+            info["out_of_domain_dims"] = dims
+        return left
 
     def close_extras(self, **kwargs: Any) -> None:
         """Free the task's physics."""
         self.bridge.close()
 
     # -- internals ------------------------------------------------------------------------
+    def _check_seeds(self, seed: object) -> list[int | None]:
+        """One seed per env from an int (env ``i`` gets ``seed + i``) or a list of ``num_envs``
+        ints (``None``: that env draws fresh entropy)."""
+        def is_int(value: object) -> bool:
+            return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+
+        if is_int(seed):
+            seeds: list[int | None] = [int(seed) + i for i in range(self.num_envs)]  # type: ignore[call-overload]
+        elif isinstance(seed, (list, tuple)) and all(s is None or is_int(s) for s in seed):
+            seeds = [None if s is None else int(s) for s in seed]
+        else:
+            raise InputError(f"seed must be an int or a list of {self.num_envs} ints, got {seed!r}")
+        if len(seeds) != self.num_envs:
+            raise InputError(f"seed: got {len(seeds)} seeds for {self.num_envs} envs")
+        if any(s is not None and s < 0 for s in seeds):
+            raise InputError(f"seed must be >= 0, got {seed!r}")
+        return seeds
+
     def _reset_from_buffer(self, mask: np.ndarray) -> None:
+        """Envs ``mask`` start an episode from a buffer state drawn with their own generator."""
         rows = np.flatnonzero(mask)
+        self._steps[rows] = 0
         for i in rows:
             self._states[i] = torch.as_tensor(self._reset_states[self._rngs[i].integers(len(self._reset_states))])
         self.task.begin_episodes(rows, self._rngs)
+
+
+def _scatter(num_envs: int, rows: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """A ``[num_envs]`` array holding ``values`` at ``rows`` and zeros (``False``, ``None``) elsewhere."""
+    full = np.zeros(num_envs, dtype=values.dtype) if values.dtype != object else np.full(num_envs, None, dtype=object)
+    full[rows] = values
+    return full

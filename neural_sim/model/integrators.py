@@ -11,6 +11,7 @@ from collections.abc import Callable
 import torch
 from torchdiffeq import odeint
 
+from neural_sim.errors import InputError, UnknownNameError
 from neural_sim.model.config import IntegratorConfig
 
 #: Methods accepted in :class:`~neural_sim.model.config.IntegratorConfig`.
@@ -20,13 +21,17 @@ StateDerivative = Callable[[torch.Tensor], torch.Tensor]
 
 
 def check_integrator(config: IntegratorConfig) -> None:
-    """Raise ``ValueError`` if ``config`` names an unknown method or bad settings."""
+    """Raise if ``config`` names an unknown method or bad settings.
+
+    :raises UnknownNameError: an unknown method.
+    :raises InputError: bad substeps or tolerances.
+    """
     if config.method not in METHODS:
-        raise ValueError(f"unknown integrator {config.method!r}; accepted: {list(METHODS)}")
+        raise UnknownNameError(f"unknown integrator {config.method!r}; accepted: {list(METHODS)}")
     if config.substeps < 1:
-        raise ValueError(f"integrator substeps must be >= 1, got {config.substeps}")
+        raise InputError(f"integrator substeps must be >= 1, got {config.substeps}")
     if config.rtol <= 0 or config.atol <= 0:
-        raise ValueError(f"integrator tolerances must be > 0, got rtol={config.rtol}, atol={config.atol}")
+        raise InputError(f"integrator tolerances must be > 0, got rtol={config.rtol}, atol={config.atol}")
 
 
 def integrate_step(

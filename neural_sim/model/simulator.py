@@ -57,6 +57,25 @@ def _rollout(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], states:
     return torch.stack(outputs, dim=1)
 
 
+def check_device(device: str | torch.device) -> torch.device:
+    """``device`` as a ``torch.device`` the model can run on.
+
+    :raises InputError: not a device name, a device with no data (``meta``), or a CUDA
+        device this machine does not have.
+    """
+    try:
+        resolved = torch.device(device)
+    except (RuntimeError, TypeError) as error:
+        raise InputError(f"device {device!r} is not a torch device ('cpu', 'cuda', 'cuda:1', ...): {error}") from error
+    if resolved.type == "meta":
+        raise InputError("device 'meta' holds no data; run the model on 'cpu' or 'cuda'")
+    if resolved.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (resolved.index or 0) >= count:
+            raise InputError(f"device {device!r} is not available: this machine has {count} usable CUDA device(s)")
+    return resolved
+
+
 class Simulator:
     """A learned simulator of one robot: physics state + action -> next physics state.
 
@@ -77,7 +96,7 @@ class Simulator:
         check_integrator(config.integrator)
         self.config = config
         self.field = build_vector_field(config.layout, config.normalisation, config.model) if field is None else field
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.field.to(self.device).eval()
         layout = config.layout
         self._action_low = torch.tensor(layout.action_low, dtype=torch.float32, device=self.device)
@@ -122,7 +141,7 @@ class Simulator:
 
     def to(self, device: str | torch.device) -> Simulator:
         """Move the model to ``device`` (in place) and return ``self``."""
-        self.device = torch.device(device)
+        self.device = check_device(device)
         self.field.to(self.device)
         self._fast_step.reset()
         self._action_low = self._action_low.to(self.device)
@@ -260,7 +279,13 @@ class Simulator:
             tensor = torch.from_numpy(np.ascontiguousarray(array))
         if tensor.is_complex() or tensor.dtype == torch.bool:
             raise InputError(f"{name} must be real numbers, got dtype {tensor.dtype}")
-        return tensor.to(device=self.device, dtype=torch.float32)
+        try:
+            return tensor.to(device=self.device, dtype=torch.float32)
+        except (RuntimeError, NotImplementedError) as error:  # a meta tensor, an unusable device
+            raise InputError(
+                f"{name} is a tensor on device {tensor.device} that cannot be moved to the model's device "
+                f"{self.device}: {error}"
+            ) from error
 
     @staticmethod
     def _output_like(reference: ArrayLike, result: torch.Tensor) -> ArrayLike:

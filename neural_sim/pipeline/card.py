@@ -80,6 +80,8 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
     if config.benchmark.get("horizons"):
         lines += _accuracy_section(config.benchmark, training.get("samples"), training.get("data"))
     lines += _episode_section(config.episode_length)
+    if config.domain is not None:
+        lines += _domain_section(config)
     if config.density is not None:
         density = config.density
         fit = density.fit or {}
@@ -122,6 +124,44 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _domain_section(config: CheckpointConfig) -> list[str]:
+    """Where the model is trusted: the data's range, the margin, and what it costs on held-out data."""
+    domain = config.domain
+    assert domain is not None
+    lines = [
+        "## Where episodes end: the data domain",
+        "",
+        f"A step that starts or lands outside the range of the training data ({domain.samples} states) in any of "
+        f"{len(domain.dims)} state dimensions, widened by {domain.margin:g} of each range on both sides, or "
+        "that predicts a non-finite value, truncates its episode (`info[\"out_of_domain\"]`); "
+        "`gym.make(..., out_of_domain=\"raise\")` raises instead, `\"ignore\"` steps on. Unlimited hinge "
+        "angles and translation-invariant coordinates are not checked.",
+        "",
+    ]
+    held_out = domain.fit.get("held_out") or {}
+    if held_out:
+        names = list(held_out)
+        lines += [
+            "Share of held-out real data (1000-step sequences, a seed the training never used) each margin "
+            "would cut, " + "; ".join(f"{name} actions: {held_out[name]['data']['sequences']} sequences"
+                                       for name in names) + ":",
+            "",
+            "| margin | " + " | ".join(f"{n}: steps cut | {n}: sequences cut" for n in names) + " |",
+            "|---|" + "---|---|" * len(names),
+            *(f"| {margin}{' (used)' if float(margin) == domain.margin else ''} | "
+              + " | ".join(_cut_cells(held_out[n]["cuts"][margin]) for n in names) + " |"
+              for margin in held_out[names[0]]["cuts"]),
+            "",
+            f"Measured with: `{domain.fit.get('command', '')}`",
+            "",
+        ]
+    return lines
+
+
+def _cut_cells(cut: dict[str, Any]) -> str:
+    return f"{cut['steps']:.2e} | {cut['sequences']:.3f}"
 
 
 def _data_command(data: dict[str, Any] | None) -> str:

@@ -55,6 +55,7 @@ from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.card import model_card
 from neural_sim.pipeline.collect import Dataset
+from neural_sim.pipeline.domain import fit_domain
 from neural_sim.pipeline.evaluate import rollout_errors, sample_windows, trusted_horizon
 from neural_sim.robots.base import RobotSpec
 
@@ -282,6 +283,10 @@ def train(
     wall_time_before = float(parent.training.get("wall_time_s", 0.0)) if parent is not None else 0.0
     samples_per_iteration = config.batch_size * config.rollout_steps
 
+    # Episodes end where the data ends (data with no finite state trains to a clear error below).
+    domain = fit_domain(dataset, sim_config.layout, command=command) if np.isfinite(dataset.states).all(-1).any() \
+        else None
+
     def checkpoint_config(extra: dict[str, object]) -> CheckpointConfig:
         return CheckpointConfig(
             format_version=FORMAT_VERSION,
@@ -302,6 +307,7 @@ def train(
                 **({"resumed_at_iterations": progress_state.resumed_at} if progress_state.resumed_at else {}),
                 **extra,
             },
+            domain=domain,
         )
 
     output.mkdir(parents=True, exist_ok=True)

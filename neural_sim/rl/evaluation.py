@@ -131,7 +131,8 @@ class RealEnvEvaluation(BaseCallback):
 
     Each evaluation resets from the same seeds, so two agents are scored on the same
     initial states. Results accumulate in :attr:`records` as
-    ``{"steps", "mean", "std", "returns"}``.
+    ``{"steps", "mean", "std", "returns", "out_of_domain_truncations"}``, the last counting
+    the training episodes so far that a NeuralSim env ended for leaving its data.
 
     :param on_evaluation: called with each new record (progress lines, saving).
     """
@@ -150,12 +151,14 @@ class RealEnvEvaluation(BaseCallback):
         self.env_id, self.every, self.episodes, self.seed = env_id, every, episodes, seed
         self.on_evaluation = on_evaluation
         self.records: list[dict[str, Any]] = []
+        self.out_of_domain = 0
         self._env: DummyVecEnv | None = None
 
     def _init_callback(self) -> None:
         self._env = DummyVecEnv([lambda: Monitor(agent_env(make_real_env(self.env_id)))])
 
     def _on_step(self) -> bool:
+        self.out_of_domain += sum(bool(info.get("out_of_domain")) for info in self.locals.get("infos", ()))
         if self.num_timesteps % self.every == 0:
             self.evaluate()
         return True
@@ -169,7 +172,8 @@ class RealEnvEvaluation(BaseCallback):
     def evaluate(self) -> dict[str, Any]:
         """Score the current policy now and record it."""
         assert self._env is not None and isinstance(self.model, BaseAlgorithm)
-        record = {"steps": int(self.num_timesteps), **score_policy(self.model, self._env, self.episodes, self.seed)}
+        record = {"steps": int(self.num_timesteps), **score_policy(self.model, self._env, self.episodes, self.seed),
+                  "out_of_domain_truncations": self.out_of_domain}
         self.records.append(record)
         if self.on_evaluation is not None:
             self.on_evaluation(record)

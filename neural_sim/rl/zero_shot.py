@@ -196,6 +196,9 @@ def _train_and_score(
     run ends. A resumed run is deterministic from its checkpoint but is not bit-identical to
     an uninterrupted one (the episode in progress restarts); ``resumed_from_steps`` says where.
     """
+    # The weights this run trains in, read before training: the checkpoint may be replaced
+    # on disk while a run of hours goes on.
+    trained_in = checkpoint_fingerprint(train_id) if train_id != real_id else None
     env = agent_env(make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs))
     env.reset(seed=seed)
     name = f"{variant}-seed{seed}"
@@ -226,6 +229,7 @@ def _train_and_score(
 
     evaluation = RealEnvEvaluation(real_id, eval_every, eval_episodes, seed=10_000 + seed, on_evaluation=report)
     evaluation.records = list(records)
+    evaluation.out_of_domain = records[-1].get("out_of_domain_truncations", 0) if records else 0
     started = time.time()
     callback = evaluation if helper is None else CallbackList([helper, evaluation])
     agent.learn(total_timesteps=steps - agent.num_timesteps, callback=callback, reset_num_timesteps=False,
@@ -237,8 +241,8 @@ def _train_and_score(
         shutil.rmtree(checkpoint)
     run = {"evaluations": evaluation.records, "wall_time_s": round(wall, 1),
            "agent_steps_per_s": round(steps / wall, 1) if wall > 0 else None}
-    if train_id != real_id:
-        run["checkpoint_sha256"] = checkpoint_fingerprint(train_id)  # the weights this run trained in
+    if trained_in is not None:
+        run["checkpoint_sha256"] = trained_in
     if resumed_from:
         run["resumed_from_steps"] = resumed_from
     return run

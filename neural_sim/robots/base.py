@@ -61,6 +61,8 @@ class TaskBridge(Protocol):
     nq: int
     nv: int
     dt: float
+    #: Whether the task can end an episode (terminate) in some states.
+    episodes_can_end: bool
 
     def set_state(self, state: np.ndarray) -> None:
         """Write ``[qpos, qvel]`` into the physics and recompute derived quantities."""

@@ -47,8 +47,10 @@ class BatchedTask(Protocol):
         ``states``, the states of envs ``rows`` (default: every env, in order)."""
         ...
 
-    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor) -> StepResult:
-        """Observation, reward and the task's own termination of steps ``previous -> states``."""
+    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
+             rows: np.ndarray | None = None) -> StepResult:
+        """Observation, reward and the task's own termination of steps ``previous -> states``
+        of envs ``rows`` (default: every env, in order)."""
         ...
 
 
@@ -65,17 +67,18 @@ class StateTask:
         """Observation arrays with a leading batch dimension."""
         raise NotImplementedError
 
-    def rewards(self, states: torch.Tensor) -> np.ndarray:
-        """``[N]`` rewards."""
+    def rewards(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
+        """``[N]`` rewards of ``states``, the states of envs ``rows`` (default: every env)."""
         raise NotImplementedError
 
     def terminations(self, states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """The stock tasks implemented natively never terminate."""
         return _no_termination(states)
 
-    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor) -> StepResult:
+    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
+             rows: np.ndarray | None = None) -> StepResult:
         """Everything of the new states (``previous`` and ``actions`` are not needed)."""
-        return (self.observations(states), self.rewards(states), *self.terminations(states))
+        return (self.observations(states, rows), self.rewards(states, rows), *self.terminations(states))
 
 
 def tolerance(
@@ -236,7 +239,7 @@ class CheetahRun(StateTask):
         position, velocity = states[:, 1 : self._nq], states[:, self._nq :]
         return OrderedDict(position=position.numpy().copy(), velocity=velocity.numpy().copy())
 
-    def rewards(self, states: torch.Tensor) -> np.ndarray:
+    def rewards(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """Linear tolerance of the forward speed of the centre of mass (target 10 m/s)."""
         qpos, qvel = states[:, : self._nq], states[:, self._nq :]
         if self._traced_speed is None:
@@ -268,7 +271,7 @@ class AcrobotBalance(StateTask):
         orientations = torch.stack([torch.sin(upper), torch.sin(lower), torch.cos(upper), torch.cos(lower)], -1)
         return OrderedDict(orientations=orientations.numpy(), velocity=states[:, 2:4].numpy().copy())
 
-    def rewards(self, states: torch.Tensor) -> np.ndarray:
+    def rewards(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """Tolerance of the tip-to-target distance (margin 1, or 0 when sparse)."""
         upper, lower = self._angles(states)
         tip = self._shoulder + rotate_y(upper, self._elbow) + rotate_y(lower, self._tip)
@@ -289,7 +292,7 @@ class PendulumSwingUp(StateTask):
         orientation = torch.stack([torch.cos(angle), torch.sin(angle)], -1)
         return OrderedDict(orientation=orientation.numpy(), velocity=states[:, 1:2].numpy().copy())
 
-    def rewards(self, states: torch.Tensor) -> np.ndarray:
+    def rewards(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """1 while the pole is near upright (cosine above the stock bound)."""
         return tolerance(torch.cos(states[:, 0]), (self._cosine_bound, 1.0)).numpy()
 
@@ -343,9 +346,9 @@ class ReacherReach(StateTask):
         return OrderedDict(position=states[:, :2].numpy().copy(), to_target=self._to_target(states, rows).numpy(),
                            velocity=states[:, 2:].numpy().copy())
 
-    def rewards(self, states: torch.Tensor) -> np.ndarray:
+    def rewards(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """1 while the finger touches the target (distance within the two radii)."""
-        distance = torch.linalg.vector_norm(self._to_target(states, None), dim=-1)
+        distance = torch.linalg.vector_norm(self._to_target(states, rows), dim=-1)
         return tolerance(distance, (0.0, self._radii)).numpy()
 
 
@@ -368,8 +371,9 @@ class BridgeLoopTask:
             found.append(self._bridge.observation())
         return stack_observations(found)
 
-    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor) -> StepResult:
-        """Each step through :meth:`TaskBridge.transition`."""
+    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
+             rows: np.ndarray | None = None) -> StepResult:
+        """Each step through :meth:`TaskBridge.transition` (the loop has no per-env state)."""
         obs, rewards, terminated, truncated = [], [], [], []
         for before, action, after in zip(previous.numpy(), actions, states.numpy(), strict=True):
             self._bridge.transition(before, action, after)
@@ -393,6 +397,21 @@ def observation_row(observations: Observations, index: int) -> Any:
     if isinstance(observations, dict):
         return OrderedDict((key, value[index].copy()) for key, value in observations.items())
     return observations[index].copy()
+
+
+def merge_rows(num_envs: int, rows: np.ndarray, observations: Observations, other_rows: np.ndarray,
+               others: Observations) -> Observations:
+    """One batch of ``num_envs`` observations from those of envs ``rows`` and ``other_rows``."""
+    def merged(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+        out = np.empty((num_envs, *first.shape[1:]), dtype=np.result_type(first, second))
+        out[rows], out[other_rows] = first, second
+        return out
+
+    if isinstance(observations, dict):
+        assert isinstance(others, dict)
+        return OrderedDict((key, merged(value, others[key])) for key, value in observations.items())
+    assert isinstance(others, np.ndarray)
+    return merged(observations, others)
 
 
 def assign_rows(observations: Observations, mask: np.ndarray, rows: Observations) -> None:

@@ -88,6 +88,8 @@ class DmControlTask:
         self._env = env
         self.physics = self._env.physics
         self.task = self._env.task
+        # The stock suite's tasks never end an episode; a user's task may (its own get_termination).
+        self.episodes_can_end = type(self.task).get_termination is not base.Task.get_termination
         self.dt = float(self._env.control_timestep())
         self.n_sub_steps = round(self.dt / float(self.physics.timestep()))
         self.observation_space: spaces.Space[Any] = dm_spec2gym_space(self._env.observation_spec())

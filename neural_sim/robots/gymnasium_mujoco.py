@@ -56,6 +56,7 @@ class GymnasiumMujocoTask:
         env = wrapped.unwrapped
         assert isinstance(env, MujocoEnv)
         self.env_id = self.domain = self.task_name = env_id
+        self.episodes_can_end = True  # unhealthy states terminate (HalfCheetah's never do: all kept)
         self._wrapped, self._env = wrapped, env
         self.model, self.data = env.model, env.data
         self.nq, self.nv = int(self.model.nq), int(self.model.nv)

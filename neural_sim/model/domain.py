@@ -1,0 +1,87 @@
+"""The region of state space a model's training data covers.
+
+A learned simulator is trusted only where its data went: far outside, it extrapolates, and
+an agent that finds such a state is paid for the model's error. :class:`DataDomain` holds,
+per checked state dimension, the range of the training data widened by a margin; the envs
+end an episode that leaves it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from neural_sim.model.config import StateLayout
+
+#: Margin added on each side, as a fraction of the data's range per dimension. Chosen with
+#: ``neural-sim fit-domain`` (held-out data the model never saw, per margin: how often a real
+#: state falls outside); see ``benchmarks/results/domain/``.
+DEFAULT_MARGIN = 0.25
+
+
+@dataclass(frozen=True)
+class DataDomain:
+    """Per state dimension, the range ``[low, high]`` of the training data, widened by
+    ``margin * (high - low)`` on each side.
+
+    Unlimited hinge angles (fed to networks as sin and cos) and translation-invariant
+    coordinates (never fed) are not checked: any value of them is inside.
+
+    :param dims: the checked indices of ``[qpos, qvel]``.
+    :param low: the data's minimum in each checked dimension.
+    :param high: the data's maximum in each checked dimension.
+    :param margin: the widening, as a fraction of each dimension's range.
+    :param samples: how many states the range was measured on.
+    :param fit: how it was measured (command, data) and what the margin costs on held-out
+        data (``neural-sim fit-domain``).
+    """
+
+    dims: tuple[int, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    margin: float = DEFAULT_MARGIN
+    samples: int = 0
+    fit: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_states(cls, states: np.ndarray, layout: StateLayout, margin: float = DEFAULT_MARGIN) -> DataDomain:
+        """The domain of ``[N, nq + nv]`` training states.
+
+        :raises ValueError: no states, a non-finite one, or a negative margin.
+        """
+        states = np.asarray(states, dtype=np.float64).reshape(-1, layout.state_size)
+        if len(states) == 0 or not np.isfinite(states).all():
+            raise ValueError("a data domain needs at least one state, all finite")
+        if not (np.isfinite(margin) and margin >= 0):
+            raise ValueError(f"margin must be a finite fraction >= 0, got {margin}")
+        skipped = {*layout.angle_qpos, *layout.invariant_qpos}
+        dims = tuple(i for i in range(layout.state_size) if i not in skipped)
+        checked = states[:, list(dims)]
+        return cls(dims, tuple(checked.min(0).tolist()), tuple(checked.max(0).tolist()), float(margin), len(states))
+
+    def with_margin(self, margin: float) -> DataDomain:
+        """The same data range with another margin."""
+        return DataDomain(self.dims, self.low, self.high, float(margin), self.samples, self.fit)
+
+    def bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """The widened ``(low, high)`` of the checked dimensions."""
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        pad = self.margin * (high - low)
+        return low - pad, high + pad
+
+    def outside(self, states: np.ndarray) -> np.ndarray:
+        """Which checked dimensions of ``[..., nq + nv]`` states lie outside (NaN counts as
+        outside): a bool array ``[..., len(dims)]``."""
+        low, high = self.bounds()
+        values = np.asarray(states)[..., list(self.dims)]
+        return ~((values >= low) & (values <= high))
+
+    def dim_names(self, mask: np.ndarray, layout: StateLayout) -> list[str]:
+        """``["qvel[3]", ...]``: the names of the checked dimensions a ``[len(dims)]`` mask marks."""
+        return [_state_dim_name(self.dims[i], layout) for i in np.flatnonzero(mask)]
+
+
+def _state_dim_name(index: int, layout: StateLayout) -> str:
+    return f"qpos[{index}]" if index < layout.nq else f"qvel[{index - layout.nq}]"
