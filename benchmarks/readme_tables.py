@@ -1,8 +1,10 @@
-"""Fill the README's figure tables from the shipped checkpoints and benchmarks/results/.
+"""Fill the figure tables of ``benchmarks/README.md`` (the results the top-level README links
+to) from the shipped checkpoints and benchmarks/results/.
 
 Every figure in those tables is produced by a command recorded next to it
 (``neural-sim benchmark``, ``neural-sim benchmark-density``, ``neural-sim bench-speed``,
-``benchmarks/compare_density.py``); this script only copies them into the README.
+``benchmarks/compare_density.py``, ``neural-sim fit-domain``); this script only copies them
+into ``benchmarks/README.md``.
 
     python benchmarks/readme_tables.py
 """
@@ -287,13 +289,52 @@ def few_shot_table() -> str:
     return "\n".join(rows)
 
 
+def domain_table() -> str:
+    """Per robot and margin, the share of held-out real sequences the data domain would cut
+    (``neural-sim fit-domain ... --json benchmarks/results/domain/<robot>.json``)."""
+    reports = {path.stem: json.loads(path.read_text())
+               for path in sorted((ROOT / "benchmarks" / "results" / "domain").glob("*.json"))}
+    if not reports:
+        return "No data-domain results yet."
+    margins = list(next(iter(reports.values()))["held_out"]["random"]["cuts"])
+    rows = ["| robot | held-out data | " + " | ".join(f"margin {m}" for m in margins) + " | used |",
+            "|---|---|" + "---|" * len(margins) + "---|"]
+    for robot, report in reports.items():
+        for name, held_out in report["held_out"].items():
+            data = held_out["data"]
+            cells = " | ".join(f"{held_out['cuts'][m]['sequences']:.2f}" for m in margins)
+            rows.append(f"| {robot} | {name} actions, {data['sequences']} x {data['steps']} steps, seed {data['seed']} "
+                        f"| {cells} | {report['margin']:g} |")
+    commands = sorted({report["command"] for report in reports.values()})
+    return "\n".join([*rows, "", "Measured with: " + "; ".join(f"`{c}`" for c in commands) + "."])
+
+
+def soak_table() -> str:
+    """``neural-sim soak`` runs (``benchmarks/results/soak/*.json``)."""
+    rows = ["| env id | envs | env-steps | resident memory after warm-up / end (MiB) | step time first / last 10% "
+            "(ms per env-step) | episodes | out of domain | divergences |",
+            "|---|---|---|---|---|---|---|---|"]
+    commands = []
+    for path in sorted((ROOT / "benchmarks" / "results" / "soak").glob("*.json")):
+        results = json.loads(path.read_text())
+        commands.append(results["command"])
+        for run in results["runs"]:
+            memory, step = run["memory_mib"], run["step_ms"]
+            rows.append(f"| `{run['env_id']}` | {run['num_envs']:,} | {run['env_steps']:,} "
+                        f"| {memory['after_warm_up']:.0f} / {memory['end']:.0f} ({run['memory_growth']:+.1%}) "
+                        f"| {step['first_10pct']:.4f} / {step['last_10pct']:.4f} ({run['step_time_growth']:+.1%}) "
+                        f"| {run['episodes']:,} | {run['out_of_domain_truncations']:,} | {len(run['divergences'])} |")
+    return "\n".join([*rows, "", "Measured with: " + "; ".join(f"`{c}`" for c in commands) + "."])
+
+
 def main() -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "benchmarks" / "README.md"
     text = readme.read_text()
     for tag, table in (("benchmark-table", accuracy_table()), ("locomotion-table", locomotion_table()),
                        ("density-table", density_table()),
                        ("flow-comparison", flow_table()), ("speed-table", speed_table()),
-                       ("rl-table", rl_table()), ("few-shot-table", few_shot_table())):
+                       ("rl-table", rl_table()), ("few-shot-table", few_shot_table()),
+                       ("domain-table", domain_table()), ("soak-table", soak_table())):
         text = re.sub(f"<!-- {tag} -->.*?<!-- /{tag} -->", f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->", text,
                       flags=re.S)
     readme.write_text(text)
