@@ -25,11 +25,12 @@ from pathlib import Path
 import normflows as nf
 import torch
 
-from neural_sim.checkpoints import load_simulator, read_config, resolve_checkpoint
-from neural_sim.density.fit import DensityFitConfig, fit_density, transitions
+from neural_sim.checkpoints import load_simulator, read_config
 from neural_sim.density.model import DensityConfig, DensityModel, feature_size
+from neural_sim.hub import resolve_checkpoint
 from neural_sim.pipeline.collect import recollect_training_data
 from neural_sim.pipeline.density_benchmark import density_figures, evaluation_sets
+from neural_sim.pipeline.density_fit import DensityFitConfig, fit_density, transitions
 
 
 def residual_flow(features: int, blocks: int, width: int) -> nf.NormalizingFlow:

@@ -17,8 +17,8 @@ import statistics
 from pathlib import Path
 
 from neural_sim.pipeline.card import ablation_is_like_for_like, lyapunov_summary
-from neural_sim.rl.evaluation import checkpoint_fingerprint
-from neural_sim.rl.zero_shot import last_evaluations_mean, trained_variants
+from neural_sim.rl.real_env import checkpoint_fingerprint
+from neural_sim.rl.runs import last_evaluations_mean, trained_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = {"acrobot": "0.0001 / 0.1043", "cheetah": "0.1206 / 0.2185", "reacher": "0.0005 / 0.0009",

@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from neural_sim.rl.zero_shot import NEURAL, REAL, last_evaluations_mean, mean_curve, window_means
+from neural_sim.rl.runs import NEURAL, REAL, last_evaluations_mean, mean_curve, window_means
 
 
 def curve_stats(results: dict, variant: str = NEURAL, window: int = 3, spread_over: int = 10) -> dict:

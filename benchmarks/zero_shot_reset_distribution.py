@@ -23,7 +23,7 @@ import torch
 
 import neural_sim  # noqa: F401  (registers the NeuralSim ids)
 from neural_sim.rl import RealEnvEvaluation, real_env_id
-from neural_sim.rl.zero_shot import make_agent
+from neural_sim.rl.runs import make_agent
 
 
 def stock_initial_states(env_id: str, count: int, seed: int) -> np.ndarray:

@@ -16,7 +16,7 @@ if "MUJOCO_GL" not in os.environ and not os.environ.get("DISPLAY"):
 
 import torch
 
-from neural_sim.checkpoints import load_simulator, read_config, resolve_checkpoint, shipped_names
+from neural_sim.checkpoints import load_simulator, read_config, shipped_names
 from neural_sim.envs.registration import register_checkpoint, register_shipped
 from neural_sim.errors import (
     CheckpointError,
@@ -26,6 +26,7 @@ from neural_sim.errors import (
     OutOfDomainError,
     UnknownNameError,
 )
+from neural_sim.hub import resolve_checkpoint
 from neural_sim.model.simulator import Simulator
 
 __version__ = "0.1.0"

@@ -29,7 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from neural_sim.density.model import DensityConfig, DensityModel
-from neural_sim.errors import CheckpointError, UnknownNameError
+from neural_sim.errors import CheckpointError
 from neural_sim.model.config import SimulatorConfig, from_dict, to_dict
 from neural_sim.model.domain import DataDomain
 from neural_sim.model.dynamics import build_vector_field
@@ -105,35 +105,6 @@ def shipped_names() -> list[str]:
     if not root.is_dir():
         return []
     return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
-
-
-def resolve_checkpoint(name_or_path: str | os.PathLike[str], revision: str | None = None) -> Path:
-    """Turn a checkpoint reference into a local checkpoint folder.
-
-    Tried in order: an existing folder, a shipped robot name (``"acrobot"``), a Hugging Face
-    Hub repo id (``"org/name"``, downloaded into the HF cache, offline-first; see
-    :func:`neural_sim.hub.download`).
-
-    :param revision: Hub branch, tag or commit (Hub repo ids only).
-    :raises UnknownNameError: none of the three.
-    """
-    from neural_sim import hub  # the Hub layer sits above this module
-
-    text = os.fspath(name_or_path)
-    path = Path(text).expanduser()
-    if revision is None:
-        if path.is_dir():
-            return path
-        if text in shipped_names():
-            return shipped_checkpoints_dir() / text
-    if hub.is_repo_id(text):
-        return hub.download(text, revision)
-    if revision is not None:
-        raise UnknownNameError(f"revision={revision!r} applies to Hub repo ids ('owner/name') only, not {text!r}")
-    raise UnknownNameError(
-        f"no checkpoint called {text!r}: not a shipped robot (known: {shipped_names()}), not an existing "
-        "checkpoint folder, and not a Hub repo id ('owner/name')"
-    )
 
 
 def weights_fingerprint(folder: str | os.PathLike[str]) -> str:
@@ -274,10 +245,10 @@ def save_checkpoint(
     config: CheckpointConfig,
     simulator: Simulator,
     reset_states: np.ndarray,
-    card: str,
     robot_files: tuple[Path, ...] = (),
 ) -> Path:
-    """Write a complete checkpoint folder (created if needed; files replaced).
+    """Write a checkpoint folder's weights, reset states and config (created if needed; files
+    replaced); the model card is :func:`neural_sim.pipeline.card.write_card`'s.
 
     :param robot_files: files the robot needs at load time (an MJCF robot's XML), copied in.
     """
@@ -290,7 +261,6 @@ def save_checkpoint(
     save_file(weights, str(path / MODEL_FILE), metadata={"format": "pt"})
     save_file({"states": torch.as_tensor(np.asarray(reset_states, dtype=np.float64))}, str(path / RESET_STATES_FILE))
     write_config(path, config)
-    (path / CARD_FILE).write_text(card)
     return path
 
 

@@ -29,7 +29,7 @@ def _set_threads(threads: int | None) -> None:
 
 def _collection_agent(path: Path, robot: str, task: str | None) -> Any:
     """The agent at ``path`` as a collector for ``robot``'s ``task`` (its observations' space)."""
-    from neural_sim.rl.evaluation import collection_agent
+    from neural_sim.rl.real_env import collection_agent
     from neural_sim.robots import collection_bridge
 
     bridge, _, _ = collection_bridge(robot, task, 0)
@@ -130,9 +130,10 @@ def _training_data(folder: Path, config: Any) -> Any:
 
 
 def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.checkpoints import read_config, resolve_checkpoint, save_density
-    from neural_sim.density.fit import DensityFitConfig, fit_density
-    from neural_sim.pipeline.card import model_card
+    from neural_sim.checkpoints import read_config, save_density
+    from neural_sim.hub import resolve_checkpoint
+    from neural_sim.pipeline.card import write_card
+    from neural_sim.pipeline.density_fit import DensityFitConfig, fit_density
 
     _set_threads(args.threads)
     folder = resolve_checkpoint(args.checkpoint)
@@ -141,7 +142,7 @@ def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
     fit_config = DensityFitConfig(kind=args.kind, iterations=args.iterations, seed=args.seed)
     density = fit_density(dataset, config.simulator, fit_config, command=_command_line(argv), progress=True)
     config = save_density(folder, density)
-    (folder / "README.md").write_text(model_card(config))
+    write_card(folder, config)
     assert config.density is not None
     print(f"wrote {folder}/density.safetensors (c={config.density.c:.3f}, k={config.density.k:.3f})")
 
@@ -149,8 +150,9 @@ def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
 def _cmd_fit_domain(args: argparse.Namespace, argv: Sequence[str]) -> None:
     import dataclasses
 
-    from neural_sim.checkpoints import read_config, resolve_checkpoint, write_config
-    from neural_sim.pipeline.card import model_card
+    from neural_sim.checkpoints import read_config, write_config
+    from neural_sim.hub import resolve_checkpoint
+    from neural_sim.pipeline.card import write_card
     from neural_sim.pipeline.collect import collect
     from neural_sim.pipeline.domain import fit_domain
     from neural_sim.robots import data_source
@@ -171,7 +173,7 @@ def _cmd_fit_domain(args: argparse.Namespace, argv: Sequence[str]) -> None:
     domain = fit_domain(dataset, config.simulator.layout, held_out, args.margin, command=_command_line(argv))
     config = dataclasses.replace(config, domain=domain)
     write_config(folder, config)
-    (folder / "README.md").write_text(model_card(config))
+    write_card(folder, config)
     for name, report in domain.fit["held_out"].items():
         data = report["data"]
         print(f"held-out data, {name} actions: {data['sequences']} sequences x {data['steps']} steps, "
@@ -188,7 +190,7 @@ def _cmd_fit_domain(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 
 def _cmd_benchmark_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.checkpoints import resolve_checkpoint
+    from neural_sim.hub import resolve_checkpoint
     from neural_sim.pipeline.benchmark import write_benchmark
     from neural_sim.pipeline.density_benchmark import benchmark_density
 
@@ -211,12 +213,12 @@ def _cmd_benchmark_density(args: argparse.Namespace, argv: Sequence[str]) -> Non
 def _cmd_soak(args: argparse.Namespace, argv: Sequence[str]) -> None:
     import gymnasium as gym
 
-    import neural_sim
+    from neural_sim.envs.registration import registered_ids
     from neural_sim.pipeline.soak import soak
 
     _set_threads(args.threads)
     if args.env_id not in gym.registry:
-        raise NeuralSimError(f"unknown env id {args.env_id!r}; registered: {neural_sim.ENV_IDS}")
+        raise NeuralSimError(f"unknown env id {args.env_id!r}; registered: {registered_ids()}")
     try:
         reports = [soak(args.env_id, args.steps, n, args.seed) for n in args.num_envs]
     except ValueError as error:
@@ -236,17 +238,18 @@ def _cmd_soak(args: argparse.Namespace, argv: Sequence[str]) -> None:
 def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
     import gymnasium as gym
 
-    import neural_sim
-    from neural_sim.checkpoints import read_config, resolve_checkpoint
+    from neural_sim.checkpoints import read_config
     from neural_sim.envs.ids import mirrored_id
+    from neural_sim.envs.registration import registered_ids
+    from neural_sim.hub import resolve_checkpoint
     from neural_sim.pipeline.speed import bench_speed
 
     _set_threads(args.threads)
-    env_ids = args.env_ids or [i for i in neural_sim.ENV_IDS if i.split("/")[1][0].isupper()]
+    env_ids = args.env_ids or [i for i in registered_ids() if i.split("/")[1][0].isupper()]  # the short ids
     results = []
     for env_id in env_ids:
         if env_id not in gym.registry:
-            raise NeuralSimError(f"unknown env id {env_id!r}; registered: {neural_sim.ENV_IDS}")
+            raise NeuralSimError(f"unknown env id {env_id!r}; registered: {registered_ids()}")
         spec = gym.spec(env_id)
         robot = read_config(resolve_checkpoint(spec.kwargs["checkpoint"])).robot
         mirror = mirrored_id(robot, spec.kwargs["task"])
@@ -268,13 +271,14 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 
 def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.checkpoints import ABLATION_DIR, CONFIG_FILE, read_config, resolve_checkpoint
+    from neural_sim.checkpoints import ABLATION_DIR, CONFIG_FILE, read_config
     from neural_sim.envs.ids import env_ids
+    from neural_sim.hub import resolve_checkpoint
     from neural_sim.model.config import to_dict
 
     folder = resolve_checkpoint(args.checkpoint, args.revision)
     config = read_config(folder)
-    summary = {
+    summary: dict[str, Any] = {
         "path": str(folder),
         "robot": to_dict(config.robot),
         "env_ids": env_ids(config.robot),
@@ -290,12 +294,42 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
                      if (folder / ABLATION_DIR / CONFIG_FILE).is_file() else None),
         "benchmark": config.benchmark,
         "training": {k: v for k, v in config.training.items() if k != "history"},
+        "domain": to_dict(config.domain) if config.domain is not None else None,
     }
-    print(json.dumps(summary, indent=2))
+    if args.json:
+        print(json.dumps(summary, indent=2))
+        return
+    robot, layout = config.robot, config.simulator.layout
+    integrator = config.simulator.integrator
+    lines = [
+        f"{robot.name}: a learned {robot.source} {robot.domain!r} ({folder})",
+        f"  env ids       {', '.join(summary['env_ids'])}",
+        f"  state         nq {layout.nq}, nv {layout.nv}, nu {layout.nu}, dt {layout.dt} s",
+        f"  model         {summary['architecture']}, {integrator.method}"
+        + (f" x{integrator.substeps}" if integrator.method == "rk4" else "")
+        + (f"; ablation: {summary['ablation']}" if summary["ablation"] else ""),
+    ]
+    horizons = config.benchmark.get("horizons", {})
+    if horizons:
+        lines.append("  accuracy      " + ", ".join(f"H={h} {row['mse']:.3g}" for h, row in horizons.items())
+                     + " (open-loop MSE, held-out random actions)")
+    rule = config.episode_length
+    lines.append(f"  episodes      {config.default_episode_steps} steps ("
+                 + (f"task-reward rule on {rule.get('task')}" if rule else "the trusted horizon")
+                 + f"); trusted horizon {config.trusted_horizon} steps")
+    if config.domain is not None:
+        lines.append(f"  data domain   {len(config.domain.dims)} checked dimensions, margin {config.domain.margin:g}")
+    lines.append(f"  density       {'fitted (density_penalty=w)' if config.density is not None else 'none'}")
+    training = config.training
+    lines.append(f"  trained by    {training.get('command', 'not recorded')} (seed {training.get('seed')}, "
+                 f"{training.get('samples', 0):,} samples, {training.get('wall_time_s', 0)} s)")
+    lines.append("  (all fields: --json)")
+    print("\n".join(lines))
 
 
 def _cmd_benchmark_task(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.checkpoints import read_config, resolve_checkpoint
+    from neural_sim.checkpoints import read_config
+    from neural_sim.hub import resolve_checkpoint
     from neural_sim.pipeline.task_fidelity import task_fidelity, write_episode_length
     from neural_sim.robots import data_source
 
@@ -345,7 +379,7 @@ def _cmd_download(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 
 def _cmd_push(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.hub import push
+    from neural_sim.pipeline.publish import push
 
     url = push(args.folder, args.repo_id, private=args.private, revision=args.revision,
                commit_message=args.message)
@@ -369,7 +403,7 @@ def _cmd_list(args: argparse.Namespace, argv: Sequence[str]) -> None:
 
 
 def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
-    from neural_sim.checkpoints import resolve_checkpoint
+    from neural_sim.hub import resolve_checkpoint
     from neural_sim.pipeline.benchmark import PLOT_FILE, benchmark, plot_benchmark, write_benchmark
     from neural_sim.pipeline.card import lyapunov_summary
 
@@ -617,6 +651,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("info", help="describe a checkpoint: robot, env ids, dims, accuracy, provenance")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--revision", default=None, help="Hub branch, tag or commit (Hub repo ids only)")
+    p.add_argument("--json", action="store_true", help="every field, as JSON")
     p.set_defaults(func=_cmd_info)
 
     p = sub.add_parser("download", help="download a Hub checkpoint into the Hugging Face cache")

@@ -1,4 +1,5 @@
-"""Checkpoints on the Hugging Face Hub: download (offline-first), publish, list.
+"""Finding checkpoints: shipped names, local folders and the Hugging Face Hub (download,
+offline-first; list the cache). Publishing lives in :mod:`neural_sim.pipeline.publish`.
 
 Everything goes through ``huggingface_hub``: downloads land in the standard HF cache
 (``HF_HOME`` / ``HF_HUB_CACHE``) and are reused offline (``HF_HUB_OFFLINE=1`` or
@@ -13,12 +14,20 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import cast
 
-from huggingface_hub import HfApi, constants, scan_cache_dir, snapshot_download
+from huggingface_hub import constants, scan_cache_dir, snapshot_download
 from huggingface_hub import errors as hub_errors
 from huggingface_hub.errors import CacheNotFound, HFValidationError, RepositoryNotFoundError, RevisionNotFoundError
 
-from neural_sim.checkpoints import CARD_FILE, CONFIG_FILE, REQUIRED_FILES, CheckpointConfig, read_config
+from neural_sim.checkpoints import (
+    CONFIG_FILE,
+    REQUIRED_FILES,
+    CheckpointConfig,
+    read_config,
+    shipped_checkpoints_dir,
+    shipped_names,
+)
 from neural_sim.errors import CheckpointError, UnknownNameError
 
 # huggingface_hub 2.x caches each commit's full file listing and reports partial snapshots;
@@ -26,7 +35,7 @@ from neural_sim.errors import CheckpointError, UnknownNameError
 try:
     from huggingface_hub import get_cached_repo_tree
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
-    get_cached_repo_tree = None
+    get_cached_repo_tree = None  # type: ignore[assignment]  # the optional-import idiom: None marks it absent
 _NOT_CACHED = tuple(
     getattr(hub_errors, name)
     for name in ("LocalEntryNotFoundError", "IncompleteSnapshotError")
@@ -44,6 +53,33 @@ UNSAFE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt", ".joblib",
 def is_repo_id(text: str) -> bool:
     """Whether ``text`` is spelled like a Hub repo id (``"org/name"``)."""
     return bool(_REPO_ID.match(text))
+
+
+def resolve_checkpoint(name_or_path: str | os.PathLike[str], revision: str | None = None) -> Path:
+    """Turn a checkpoint reference into a local checkpoint folder.
+
+    Tried in order: an existing folder, a shipped robot name (``"acrobot"``), a Hugging Face
+    Hub repo id (``"org/name"``, downloaded into the HF cache, offline-first; see
+    :func:`download`).
+
+    :param revision: Hub branch, tag or commit (Hub repo ids only).
+    :raises UnknownNameError: none of the three.
+    """
+    text = os.fspath(name_or_path)
+    path = Path(text).expanduser()
+    if revision is None:
+        if path.is_dir():
+            return path
+        if text in shipped_names():
+            return shipped_checkpoints_dir() / text
+    if is_repo_id(text):
+        return download(text, revision)
+    if revision is not None:
+        raise UnknownNameError(f"revision={revision!r} applies to Hub repo ids ('owner/name') only, not {text!r}")
+    raise UnknownNameError(
+        f"no checkpoint called {text!r}: not a shipped robot (known: {shipped_names()}), not an existing "
+        "checkpoint folder, and not a Hub repo id ('owner/name')"
+    )
 
 
 def download(
@@ -77,7 +113,8 @@ def download(
             snapshot_download(
                 repo_id,
                 revision=revision,
-                cache_dir=cache_dir,
+                # huggingface_hub annotates ``str | Path`` but takes any os.PathLike (it calls Path() on it).
+                cache_dir=cast("str | Path | None", cache_dir),
                 local_files_only=local_files_only,
                 allow_patterns=CHECKPOINT_PATTERNS,
                 token=token,
@@ -124,57 +161,6 @@ def refuse_unsafe_files(files: list[str], where: str) -> None:
         )
 
 
-def push(
-    folder: str | os.PathLike[str],
-    repo_id: str,
-    *,
-    private: bool = False,
-    revision: str | None = None,
-    commit_message: str | None = None,
-    token: str | bool | None = None,
-    api: HfApi | None = None,
-) -> str:
-    """Publish a checkpoint folder as a Hub model repo (created if missing).
-
-    The model card (``README.md``) is written afresh from ``config.json`` first, so its Hub
-    metadata, env ids and figures match what is uploaded. Only checkpoint files are sent.
-
-    :param folder: a complete checkpoint folder.
-    :param repo_id: ``"org/name"``.
-    :param private: create the repo private.
-    :param revision: branch to commit to (default: the repo's default branch).
-    :param commit_message: the commit message (default names the robot).
-    :param token: Hub token (default: the logged-in one).
-    :param api: the ``HfApi`` client to use (default: a new one).
-    :return: the URL of the commit.
-    """
-    from neural_sim.checkpoints import load_reset_states, load_simulator
-    from neural_sim.pipeline.card import model_card
-
-    if not is_repo_id(repo_id):
-        raise UnknownNameError(f"{repo_id!r} is not a Hub repo id; expected 'owner/name'")
-    path = Path(folder)
-    if not path.is_dir():
-        raise CheckpointError(f"{path} is not a checkpoint folder")
-    refuse_unsafe_files([p.relative_to(path).as_posix() for p in path.rglob("*") if p.is_file()], str(path))
-    config = read_config(path)
-    load_simulator(path, config)  # refuse to publish weights that do not load
-    load_reset_states(path, config.simulator.layout.state_size)
-    (path / CARD_FILE).write_text(model_card(config, repo_id=repo_id))
-    client = api or HfApi(token=token, library_name="neural-sim")
-    client.create_repo(repo_id, private=private, exist_ok=True, repo_type="model")
-    if revision is not None:
-        client.create_branch(repo_id, branch=revision, exist_ok=True)
-    commit = client.upload_folder(
-        repo_id=repo_id,
-        folder_path=path,
-        revision=revision,
-        allow_patterns=CHECKPOINT_PATTERNS,
-        commit_message=commit_message or f"neural-sim checkpoint of {config.robot.name}",
-    )
-    return str(getattr(commit, "commit_url", commit))
-
-
 @dataclass(frozen=True)
 class CachedCheckpoint:
     """A neural-sim checkpoint found in the HF cache."""
@@ -188,7 +174,7 @@ class CachedCheckpoint:
 def cached_checkpoints(cache_dir: str | os.PathLike[str] | None = None) -> list[CachedCheckpoint]:
     """Every neural-sim checkpoint snapshot in the HF cache (other repos are skipped)."""
     try:
-        info = scan_cache_dir(cache_dir or constants.HF_HUB_CACHE)
+        info = scan_cache_dir(cast("str | Path", cache_dir or constants.HF_HUB_CACHE))  # any os.PathLike works
     except CacheNotFound:
         return []
     found = []
@@ -215,7 +201,8 @@ def _repo_files(
     # (a cache filled by other means) the snapshot folder is what there is.
     if get_cached_repo_tree is not None:
         try:
-            return [f.path for f in get_cached_repo_tree(repo_id, revision=revision, cache_dir=cache_dir)]
+            return [f.path for f in get_cached_repo_tree(repo_id, revision=revision,
+                                                         cache_dir=cast("str | Path | None", cache_dir))]
         except (hub_errors.CachedRepoTreeNotFoundError, OSError, ValueError):
             pass
     return [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]

@@ -13,7 +13,7 @@ and translates::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 import numpy as np
@@ -47,9 +47,11 @@ class NeuralSimVecEnv(VecEnv):
 
     def step_wait(self) -> VecEnvStepReturn:
         """Step all envs; ended envs are already reset, their last observation is in ``infos``."""
-        obs, rewards, terminated, truncated, info = self.env.step(self._actions)
+        # SB3 calls step_async (which sets the actions) before every step_wait.
+        obs, rewards, terminated, truncated, info = self.env.step(cast(np.ndarray, self._actions))
         dones = terminated | truncated
         infos: list[dict[str, Any]] = [{} for _ in range(self.num_envs)]
+        i: int | np.intp
         for i in np.flatnonzero(dones):
             infos[i]["terminal_observation"] = info["final_obs"][i]
             infos[i]["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])

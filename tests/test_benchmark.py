@@ -61,7 +61,7 @@ def test_benchmark_compares_model_baselines_and_ablation_on_the_same_windows(wit
 def test_an_ablation_of_another_robot_is_refused(with_ablation: Path) -> None:
     with pytest.raises(NeuralSimError, match="not of this checkpoint's robot 'acrobot'"):
         benchmark(with_ablation, sequences=1, seed=9, horizons=(3,), windows_per_sequence=2, lyapunov=False,
-                  ablation=neural_sim.checkpoints.resolve_checkpoint("pendulum"))
+                  ablation=neural_sim.hub.resolve_checkpoint("pendulum"))
 
 
 def test_write_puts_figures_plot_and_ablation_into_the_checkpoint(tmp_path: Path, with_ablation: Path) -> None:

@@ -26,7 +26,7 @@ def test_load_by_shipped_name_gives_the_robot_dimensions() -> None:
 
 def test_shipped_checkpoints_are_complete_and_hold_no_pickle() -> None:
     for name in ("acrobot", "pendulum", "cheetah"):
-        folder = Path(neural_sim.checkpoints.resolve_checkpoint(name))
+        folder = Path(neural_sim.hub.resolve_checkpoint(name))
         files = {p.name for p in folder.iterdir()}
         assert {"config.json", "model.safetensors", "reset_states.safetensors", "README.md"} <= files
         assert not any(f.endswith((".pt", ".pth", ".pkl", ".bin", ".ckpt")) for f in files)

@@ -12,8 +12,15 @@ from neural_sim.cli import main
 from neural_sim.pipeline.collect import Dataset
 
 
-def test_info_describes_a_shipped_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+def test_info_summarises_a_shipped_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "acrobot"]) == 0
+    summary = capsys.readouterr().out
+    assert summary.startswith("acrobot: a learned dm_control 'acrobot'")
+    assert "NeuralSim/Acrobot-v0" in summary and "nq 2, nv 2, nu 1" in summary and "H=16" in summary
+
+
+def test_info_json_describes_a_shipped_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "acrobot", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
     assert info["robot"]["name"] == "acrobot"
     assert "NeuralSim/Acrobot-v0" in info["env_ids"]

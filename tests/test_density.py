@@ -13,11 +13,11 @@ import torch
 
 from neural_sim.checkpoints import load_density, read_config, save_density
 from neural_sim.density import calibrate
-from neural_sim.density.fit import DensityFitConfig, fit_density
 from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.errors import CheckpointError, InputError
 from neural_sim.pipeline.collect import Dataset
 from neural_sim.pipeline.density_benchmark import auroc, benchmark_density
+from neural_sim.pipeline.density_fit import DensityFitConfig, fit_density
 
 
 @pytest.fixture(scope="session")

@@ -214,7 +214,7 @@ def test_reset_from_task_starts_where_the_real_env_starts_on_the_same_seed(env_i
 
 
 def test_truncation_defaults_to_the_trusted_horizon_and_can_be_overridden() -> None:
-    trusted = neural_sim.checkpoints.read_config(neural_sim.checkpoints.resolve_checkpoint("pendulum")).trusted_horizon
+    trusted = neural_sim.checkpoints.read_config(neural_sim.hub.resolve_checkpoint("pendulum")).trusted_horizon
     assert gym.spec("NeuralSim/Pendulum-v0").max_episode_steps == trusted
     env = gym.make("NeuralSim/Pendulum-v0", max_episode_steps=5)
     env.reset(seed=0)

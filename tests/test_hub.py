@@ -24,7 +24,8 @@ import neural_sim
 from neural_sim.checkpoints import shipped_checkpoints_dir
 from neural_sim.cli import main
 from neural_sim.errors import CheckpointError, UnknownNameError
-from neural_sim.hub import CHECKPOINT_PATTERNS, cached_checkpoints, download, push
+from neural_sim.hub import CHECKPOINT_PATTERNS, cached_checkpoints, download
+from neural_sim.pipeline.publish import push
 from tests.hub_mirror import serve_repo
 
 REPO = "someone/acrobot-neural-sim"
@@ -142,7 +143,7 @@ def test_list_and_download_commands_read_the_cache(hub_cache: Path, capsys: pyte
     assert {row["checkpoint"] for row in listed if row["where"] == "hub cache"} == {f"{REPO}@main", f"{REPO}@v0.1"}
     assert main(["download", REPO, "--revision", "v0.1", "--local-files-only"]) == 0
     assert TAGGED_COMMIT in capsys.readouterr().out
-    assert main(["info", REPO]) == 0
+    assert main(["info", REPO, "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["trusted_horizon"] == 131
     assert main(["download", "someone/missing"]) == 2
     assert "neural-sim download someone/missing" in capsys.readouterr().err

@@ -15,10 +15,11 @@ import pytest
 import torch
 from dm_control import suite
 
-from neural_sim.checkpoints import read_config, resolve_checkpoint, weights_fingerprint
+from neural_sim.checkpoints import read_config, weights_fingerprint
 from neural_sim.cli import main
 from neural_sim.envs.registration import register_checkpoint
 from neural_sim.errors import NeuralSimError
+from neural_sim.hub import resolve_checkpoint
 from neural_sim.model.config import IntegratorConfig, ModelConfig, NetworkConfig, SimulatorConfig
 from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.simulator import Simulator
@@ -27,8 +28,8 @@ from neural_sim.pipeline.recipes import load_recipe
 from neural_sim.pipeline.task_fidelity import episode_length_rule, task_fidelity, write_episode_length
 from neural_sim.pipeline.train import TrainConfig, compute_normalisation, train
 from neural_sim.rl import make_agent, zero_shot
-from neural_sim.rl.evaluation import agent_env, load_policy, make_real_env
-from neural_sim.rl.zero_shot import RESULTS_FILE
+from neural_sim.rl.real_env import agent_env, load_policy, make_real_env
+from neural_sim.rl.runs import RESULTS_FILE
 from neural_sim.robots import robot_spec
 from neural_sim.robots.mujoco_model import _contact_points, contact_kinematics
 

@@ -13,7 +13,7 @@ from neural_sim.errors import NeuralSimError, UnknownNameError
 from neural_sim.model import ModelConfig, NetworkConfig, Simulator
 from neural_sim.pipeline.benchmark import benchmark, write_benchmark
 from neural_sim.pipeline.collect import SWITCH_PROBABILITY, ZERO_PROBABILITY, Dataset, collect, poisson_actions
-from neural_sim.pipeline.evaluate import hold_last_state, rollout_errors, sample_windows
+from neural_sim.pipeline.rollout_errors import hold_last_state, rollout_errors, sample_windows
 from neural_sim.pipeline.train import TrainConfig, train
 from neural_sim.robots import robot_spec
 

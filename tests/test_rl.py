@@ -10,14 +10,16 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from neural_sim import load as neural_sim_load
-from neural_sim.checkpoints import resolve_checkpoint, weights_fingerprint
+from neural_sim.checkpoints import weights_fingerprint
 from neural_sim.cli import main
 from neural_sim.errors import NeuralSimError, UnknownNameError
+from neural_sim.hub import resolve_checkpoint
 from neural_sim.rl import RealEnvEvaluation, few_shot, make_agent, real_env_id, real_sample_efficiency, zero_shot
-from neural_sim.rl.evaluation import make_real_env, score_policy
-from neural_sim.rl.zero_shot import PLOT_FILE, RESULTS_FILE
+from neural_sim.rl.real_env import make_real_env, score_policy
+from neural_sim.rl.runs import PLOT_FILE, RESULTS_FILE
 
 QUIET = {"progress": False, "log": lambda _: None}
 
@@ -197,9 +199,7 @@ class _Interrupted(Exception):
 
 def _interrupt_after_first_checkpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     """The run dies right after writing its first checkpoint, as a killed process would."""
-    import importlib
-
-    module = importlib.import_module("neural_sim.rl.zero_shot")  # the package re-exports a function of that name
+    import neural_sim.rl.runs as module
 
     save = module._save_checkpoint
 
@@ -250,7 +250,7 @@ def test_an_interrupted_few_shot_run_keeps_its_real_data_and_fine_tuned_model(
     helper = tmp_path / "few" / "agents" / "few_shot-seed0.checkpoint" / "helper"
     with np.load(helper / "real_transitions.npz") as saved:
         assert saved["starts"].shape[0] == 10
-    saved_weights = torch.load(helper / "model_weights.pt", weights_only=True)
+    saved_weights = load_file(str(helper / "model_weights.safetensors"))  # safetensors, never pickle
 
     from neural_sim.rl import FewShotLoop
 

@@ -79,6 +79,9 @@ class DensityModel(nn.Module):
     :param config: flow architecture, feature standardisation and calibration.
     """
 
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, layout: StateLayout, normalisation: Normalisation, config: DensityConfig) -> None:
         super().__init__()
         self.layout = layout

@@ -1,0 +1,1 @@
+"""Gymnasium environments over a learned simulator: single, batched, id registration."""

@@ -11,8 +11,9 @@ from pathlib import Path
 
 import gymnasium as gym
 
-from neural_sim.checkpoints import read_config, resolve_checkpoint, shipped_names
-from neural_sim.envs.ids import env_entries
+from neural_sim.checkpoints import read_config, shipped_names
+from neural_sim.envs.ids import NAMESPACE, env_entries
+from neural_sim.hub import resolve_checkpoint
 
 ENTRY_POINT = "neural_sim.envs.single:NeuralSimEnv"
 VECTOR_ENTRY_POINT = "neural_sim.envs.vector:NeuralSimVectorEnv"
@@ -48,6 +49,11 @@ def register_checkpoint(
             kwargs={"checkpoint": value, "task": task, **({"revision": revision} if revision else {})},
         )
     return [env_id for env_id, _ in entries]
+
+
+def registered_ids() -> list[str]:
+    """Every ``NeuralSim/...`` id in Gymnasium's registry (shipped and user-registered), sorted."""
+    return sorted(env_id for env_id in gym.registry if env_id.startswith(f"{NAMESPACE}/"))
 
 
 def register_shipped() -> list[str]:

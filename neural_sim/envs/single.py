@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, ClassVar, Literal
+from typing import Any, Literal
 
 import gymnasium as gym
 import numpy as np
 import torch
 from dm_control.suite import base
 
+from neural_sim.envs.loading import check_actions, check_states, load_env_parts
 from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
-from neural_sim.envs.parts import check_actions, check_states, load_env_parts
 from neural_sim.errors import DivergenceError, InputError, UnknownNameError
 from neural_sim.model.simulator import Simulator
 
@@ -90,7 +90,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     - v0: initial release.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
+    # Not a ClassVar: gymnasium declares ``metadata`` an instance attribute (reassigned in __init__).
+    metadata: dict[str, Any] = {"render_modes": ["rgb_array"], "render_fps": 50}  # noqa: RUF012
 
     def __init__(
         self,
@@ -122,18 +123,18 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         self.simulator: Simulator = parts.simulator
         self.density, self.density_penalty = parts.density, parts.density_penalty
         self._reset_states = parts.reset_states
-        self._source = {"checkpoint": checkpoint, "task": task, "integrator": integrator, "device": device,
-                        "revision": revision, "env_kwargs": env_kwargs}
+        self._source: dict[str, Any] = {"checkpoint": checkpoint, "task": task, "integrator": integrator,
+                                        "device": device, "revision": revision, "env_kwargs": env_kwargs}
         self.backend: Backend = backend
         self.reset_from: ResetFrom = reset_from
         self._layout = layout = self.config.simulator.layout
         self._guard = DomainGuard(self.config.domain, layout, out_of_domain)
         self.out_of_domain: OutOfDomain = self._guard.mode
         self.observation_space = self.bridge.observation_space
-        self.action_space = self.bridge.action_space
+        self.action_space: gym.spaces.Box = self.bridge.action_space
         self.render_mode = render_mode
         self.render_kwargs = dict(render_kwargs or {})
-        self.metadata = {**self.metadata, "render_fps": round(1.0 / layout.dt)}  # type: ignore[misc]
+        self.metadata = {**self.metadata, "render_fps": round(1.0 / layout.dt)}
         self._state: np.ndarray | None = None
         # Step inputs live in preallocated float32 tensors, filled through numpy views on a
         # CPU: at batch 1 a fresh tensor per step costs about a tenth of the model's step.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Any, ClassVar
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -12,8 +12,8 @@ from dm_control.suite import base
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from neural_sim.envs.loading import as_float_array, check_actions, check_states, load_env_parts
 from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
-from neural_sim.envs.parts import as_float_array, check_actions, check_states, load_env_parts
 from neural_sim.errors import DivergenceError, InputError
 from neural_sim.robots.batched import assign_rows, make_batched_task, merge_rows, observation_row
 
@@ -43,7 +43,8 @@ class NeuralSimVectorEnv(VectorEnv):
         says what was out) and the others are untouched; ``"raise"`` and ``"ignore"`` as there.
     """
 
-    metadata: ClassVar[dict[str, Any]] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}
+    # Not a ClassVar: gymnasium declares ``metadata`` an instance attribute (reassigned in __init__).
+    metadata: dict[str, Any] = {"autoreset_mode": AutoresetMode.NEXT_STEP, "render_modes": []}  # noqa: RUF012
 
     def __init__(
         self,
@@ -79,7 +80,7 @@ class NeuralSimVectorEnv(VectorEnv):
         self.out_of_domain: OutOfDomain = self._guard.mode
         self.task = make_batched_task(self.bridge, native=native_tasks, num_envs=self.num_envs)
         self.single_observation_space = self.bridge.observation_space
-        self.single_action_space = self.bridge.action_space
+        self.single_action_space: gym.spaces.Box = self.bridge.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.max_episode_steps = max_episode_steps

@@ -42,6 +42,18 @@ class StateFeatures(nn.Module):
         normalisation without their statistics.
     """
 
+    angle_idx: torch.Tensor
+    linear_idx: torch.Tensor
+    q_mean: torch.Tensor
+    q_std: torch.Tensor
+    v_mean: torch.Tensor
+    v_std: torch.Tensor
+    u_center: torch.Tensor
+    u_half_range: torch.Tensor
+    #: Registered only with ``contact_features``.
+    contact_mean: torch.Tensor
+    contact_std: torch.Tensor
+
     def __init__(self, layout: StateLayout, normalisation: Normalisation, contact_features: bool = False) -> None:
         super().__init__()
         self.contact_heights: ContactHeights | None = None
@@ -105,6 +117,8 @@ class VectorField(nn.Module):
     depends on it alone is computed once per step by :meth:`encode_action`.
     """
 
+    acc_std: torch.Tensor
+
     def __init__(self, layout: StateLayout, normalisation: Normalisation, contact_features: bool = False) -> None:
         super().__init__()
         self.layout = layout
@@ -138,6 +152,9 @@ class MoSimField(VectorField):
     inverse mass matrix keeps the paper's ``L L^T`` form while the networks work at unit
     scale.
     """
+
+    is_diagonal: torch.Tensor
+    tril_scatter: torch.Tensor
 
     def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
         super().__init__(layout, normalisation, config.contact_features)

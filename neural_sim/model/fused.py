@@ -14,13 +14,18 @@ At batch 1 on a CPU, a step's cost is the number of tensor operations, not arith
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import torch
 from torch import nn
 
 from neural_sim.model.dynamics import MoSimField, ResidualField, VectorField
 from neural_sim.model.networks import ResNet
 
-_ACTIVATIONS = {"softplus": nn.functional.softplus, "swish": nn.functional.silu}
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "softplus": nn.functional.softplus, "swish": nn.functional.silu
+}
 
 
 class GroupedResNets(nn.Module):
@@ -31,6 +36,13 @@ class GroupedResNets(nn.Module):
     :param input_size: width of the shared input.
     :param activation: the nets' activation name.
     """
+
+    weight_in: torch.Tensor
+    bias_in: torch.Tensor
+    fc1_weight: torch.Tensor
+    fc1_bias: torch.Tensor
+    fc2_weight: torch.Tensor
+    fc2_bias: torch.Tensor
 
     def __init__(self, nets: list[ResNet], columns: list[slice], input_size: int, activation: str) -> None:
         super().__init__()
@@ -93,7 +105,7 @@ class FusedMoSimField(VectorField):
         for k, net in enumerate(self._nets):
             if k in self.grouped:
                 h = hidden[self.grouped.index(k)]
-                for block in net.blocks[self.group.depth :]:
+                for block in cast(nn.Sequential, net.blocks[self.group.depth :]):
                     h = block(h)
                 outputs.append(net.output(h))
             else:
@@ -111,6 +123,11 @@ class FusedResidualField(VectorField):
     translation-invariant positions). The last layer reads ``[hidden, state]`` and returns
     ``d(q, v)/dt = (v + lag * a, a)`` directly.
     """
+
+    input_weight: torch.Tensor
+    input_bias: torch.Tensor
+    output_weight: torch.Tensor
+    output_bias: torch.Tensor
 
     def __init__(self, field: ResidualField) -> None:
         super().__init__(field.layout, field.normalisation)

@@ -17,6 +17,13 @@ class ContactHeights(nn.Module):
     every evaluation of the vector field.
     """
 
+    angle_weights: torch.Tensor
+    angle_offsets: torch.Tensor
+    sin_weights: torch.Tensor
+    cos_weights: torch.Tensor
+    slide_weights: torch.Tensor
+    offsets: torch.Tensor
+
     def __init__(self, kinematics: ContactKinematics) -> None:
         super().__init__()
         table = lambda rows: torch.tensor(rows, dtype=torch.float32)  # noqa: E731

@@ -13,7 +13,7 @@ from neural_sim.errors import InputError
 from neural_sim.model.config import IntegratorConfig, SimulatorConfig
 from neural_sim.model.dynamics import MoSimField, ResidualField, VectorField, build_vector_field
 from neural_sim.model.fused import FusedMoSimField, FusedResidualField
-from neural_sim.model.integrators import check_integrator, integrate_step
+from neural_sim.model.integrators import FixedStepRK4, check_integrator, integrate_step
 from neural_sim.model.tracing import TracedFunction
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
@@ -22,28 +22,6 @@ ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 ACTION_TOLERANCE = 1e-5
 # Batches up to this size step on one CPU thread (see Simulator.fast_predict).
 _SMALL_BATCH = 16
-
-
-class _FixedStepRK4(torch.nn.Module):
-    """torchdiffeq's ``rk4`` (the 3/8 rule) over equal substeps, written out so it traces
-    into one graph: torchdiffeq's per-call solver set-up costs more than a small model."""
-
-    def __init__(self, field: VectorField, dt: float, substeps: int) -> None:
-        super().__init__()
-        self.field, self.h, self.substeps = field, dt / substeps, substeps
-
-    def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        context = self.field.encode_action(actions)
-        y, h = states, self.h
-        for _ in range(self.substeps):
-            # The same arithmetic as written out in torchdiffeq, in fused ``add(x, y, alpha)``
-            # form: about half the operations.
-            k1 = self.field(y, context)
-            k2 = self.field(torch.add(y, k1, alpha=h / 3), context)
-            k3 = self.field(torch.add(y, torch.add(k2, k1, alpha=-1 / 3), alpha=h), context)
-            k4 = self.field(torch.add(y, k1 - k2 + k3, alpha=h), context)
-            y = torch.add(y, torch.add(torch.add(k1, k2 + k3, alpha=3), k4), alpha=h / 8)
-        return y
 
 
 def _rollout(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], states: torch.Tensor,
@@ -223,7 +201,7 @@ class Simulator:
             elif isinstance(field, ResidualField):
                 field = FusedResidualField(field)
         # The fused layouts build their tensors on the CPU: follow the field's device.
-        return _FixedStepRK4(field, self.dt, self.config.integrator.substeps).to(self.device)
+        return FixedStepRK4(field, self.dt, self.config.integrator.substeps).to(self.device)
 
     # -- input checking ---------------------------------------------------------------
     def _check_inputs(

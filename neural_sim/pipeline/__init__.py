@@ -1,0 +1,1 @@
+"""From real robots to published checkpoints: collect, train, benchmark, fit, publish."""

@@ -28,7 +28,6 @@ import torch
 
 from neural_sim.checkpoints import (
     ABLATION_DIR,
-    CARD_FILE,
     CheckpointConfig,
     load_simulator,
     read_config,
@@ -37,10 +36,16 @@ from neural_sim.checkpoints import (
 from neural_sim.errors import NeuralSimError
 from neural_sim.model.config import to_dict
 from neural_sim.model.simulator import Simulator
-from neural_sim.pipeline.card import model_card
+from neural_sim.pipeline.card import write_card
 from neural_sim.pipeline.chaos import TRANSIENT_STEPS, lyapunov_exponents
 from neural_sim.pipeline.collect import collect
-from neural_sim.pipeline.evaluate import STEADY_STATE_STEP, RolloutFn, hold_last_state, rollout_errors, sample_windows
+from neural_sim.pipeline.rollout_errors import (
+    STEADY_STATE_STEP,
+    RolloutFn,
+    hold_last_state,
+    rollout_errors,
+    sample_windows,
+)
 from neural_sim.robots import data_source, make_task_bridge
 
 DEFAULT_HORIZONS = (3, 16, 100)
@@ -168,7 +173,7 @@ def write_benchmark(folder: Path, results: dict[str, Any]) -> CheckpointConfig:
     write_config(folder, config)
     if "error_vs_step" in results:
         plot_benchmark(results, folder / PLOT_FILE, title=f"neural-sim {config.robot.name}")
-    (folder / CARD_FILE).write_text(model_card(config))
+    write_card(folder, config)
     return config
 
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from huggingface_hub import ModelCardData
 
-from neural_sim.checkpoints import CheckpointConfig
+from neural_sim.checkpoints import CARD_FILE, CheckpointConfig
 from neural_sim.envs.ids import env_ids
 
 
@@ -26,6 +28,18 @@ def card_metadata(config: CheckpointConfig) -> ModelCardData:
         robot=robot.name,
         robot_source=robot.source,
     )
+
+
+def write_card(folder: str | os.PathLike[str], config: CheckpointConfig, repo_id: str | None = None) -> Path:
+    """Write a checkpoint's model card (``README.md``) from its config: the one place cards
+    are written.
+
+    :param repo_id: the Hub repo the card is published in (see :func:`model_card`).
+    :return: the card's path.
+    """
+    path = Path(folder) / CARD_FILE
+    path.write_text(model_card(config, repo_id))
+    return path
 
 
 def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:

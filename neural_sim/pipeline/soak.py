@@ -81,7 +81,7 @@ def soak(env_id: str, steps: int = 1_000_000, num_envs: int = 1, seed: int = 0,
     first, last = chunk_times[skip:skip + window], chunk_times[-window:]
     first_ms, last_ms = float(np.median(first)) * 1e3, float(np.median(last)) * 1e3
     start_memory, end_memory = memory[skip - 1], memory[-1]
-    report = {
+    report: dict[str, Any] = {
         "env_id": env_id, "num_envs": num_envs, "env_steps": calls * num_envs, "seed": seed,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "memory_mib": {"after_warm_up": round(start_memory / 2**20, 1), "end": round(end_memory / 2**20, 1),

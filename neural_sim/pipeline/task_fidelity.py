@@ -36,9 +36,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from neural_sim.checkpoints import CARD_FILE, CheckpointConfig, load_simulator, read_config, write_config
+from neural_sim.checkpoints import CheckpointConfig, load_simulator, read_config, write_config
 from neural_sim.errors import NeuralSimError
-from neural_sim.pipeline.card import model_card
+from neural_sim.pipeline.card import write_card
 from neural_sim.pipeline.collect import poisson_actions
 from neural_sim.robots import make_task_bridge
 
@@ -254,5 +254,5 @@ def write_episode_length(folder: str | Path, fidelity: TaskFidelity, task: str, 
               "command": command}
     config = dataclasses.replace(old, episode_length=record)
     write_config(folder, config)
-    (folder / CARD_FILE).write_text(model_card(config))
+    write_card(folder, config)
     return config

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -53,10 +53,10 @@ from neural_sim.model.config import (
 from neural_sim.model.dynamics import MoSimField, VectorField
 from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.simulator import Simulator
-from neural_sim.pipeline.card import model_card
+from neural_sim.pipeline.card import write_card
 from neural_sim.pipeline.collect import Dataset
 from neural_sim.pipeline.domain import fit_domain
-from neural_sim.pipeline.evaluate import rollout_errors, sample_windows, trusted_horizon
+from neural_sim.pipeline.rollout_errors import rollout_errors, sample_windows, trusted_horizon
 from neural_sim.robots.base import RobotSpec
 
 # Standard deviations below this are treated as 1 (a coordinate that never moves).
@@ -400,14 +400,9 @@ def train(
                     if improved:
                         progress_state.best_mse, progress_state.best_iteration = mse, step
                         progress_state.best_state = copy.deepcopy(field.state_dict())
-                        save_checkpoint(
-                            output,
-                            checkpoint_config({"iterations": step, "best_iteration": step, "complete": False}),
-                            simulator,
-                            reset_states,
-                            "Training in progress.\n",
-                            spec.files,
-                        )
+                        partial = checkpoint_config({"iterations": step, "best_iteration": step, "complete": False})
+                        save_checkpoint(output, partial, simulator, reset_states, spec.files)
+                        write_card(output, partial)
                     progress_state.wall_time_s = time.time() - started
                     _save_run_state(output, run_settings, progress_state, field, optimiser, generator)
                     report(
@@ -436,7 +431,8 @@ def train(
             "complete": True,
         }
     )
-    save_checkpoint(output, final, simulator, reset_states, model_card(final), spec.files)
+    save_checkpoint(output, final, simulator, reset_states, spec.files)
+    write_card(output, final)
     for name in RUN_STATE_FILES:
         (output / name).unlink(missing_ok=True)
     log(f"wrote {output} (best iteration {progress_state.best_iteration}, trusted horizon {horizon_steps} steps)")
@@ -445,8 +441,8 @@ def train(
 
 def _zero_output_layer(network: torch.nn.Module) -> None:
     with torch.no_grad():
-        network.output.weight.zero_()
-        network.output.bias.zero_()
+        cast(torch.nn.Linear, network.output).weight.zero_()  # a ResNet's output layer
+        cast(torch.nn.Linear, network.output).bias.zero_()
 
 
 def _enter_stage(field: VectorField, stage: _Stage) -> None:

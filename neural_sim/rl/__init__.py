@@ -8,9 +8,10 @@ steps with the current policy, fine-tuning of the model on them, resets from rea
 :func:`few_shot` measures its real-sample efficiency against the real-env reference.
 """
 
-from neural_sim.rl.evaluation import RealEnvEvaluation, real_env_id
 from neural_sim.rl.few_shot import FewShotLoop, few_shot, real_sample_efficiency
-from neural_sim.rl.zero_shot import ALGORITHMS, make_agent, plot_learning_curves, summarise, zero_shot
+from neural_sim.rl.real_env import RealEnvEvaluation, real_env_id
+from neural_sim.rl.runs import ALGORITHMS, make_agent
+from neural_sim.rl.zero_shot import plot_learning_curves, summarise, zero_shot
 
 __all__ = [
     "ALGORITHMS",

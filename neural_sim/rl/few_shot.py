@@ -15,32 +15,33 @@ import json
 import statistics
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 from stable_baselines3.common.callbacks import BaseCallback
 
 from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.errors import NeuralSimError
 from neural_sim.pipeline.train import fine_tune
-from neural_sim.rl.evaluation import agent_env, checkpoint_fingerprint, real_env_id
-from neural_sim.rl.zero_shot import (
+from neural_sim.rl.real_env import agent_env, checkpoint_fingerprint, real_env_id
+from neural_sim.rl.runs import (
     PLOT_FILE,
     REAL,
     RESULTS_FILE,
-    _load_results,
-    _run_missing_seeds,
-    _save,
-    _train_and_score,
     last_evaluations_mean,
+    load_results,
     mean_curve,
+    run_missing_seeds,
+    save_results,
+    train_and_score,
     trained_variants,
     window_means,
 )
 
 FEW_SHOT = "few_shot"
-TRANSITIONS_FILE, WEIGHTS_FILE, LOOP_FILE = "real_transitions.npz", "model_weights.pt", "loop.json"
+TRANSITIONS_FILE, WEIGHTS_FILE, LOOP_FILE = "real_transitions.npz", "model_weights.safetensors", "loop.json"
 
 
 class FewShotLoop(BaseCallback):
@@ -111,9 +112,12 @@ class FewShotLoop(BaseCallback):
         """Write what the loop has gathered and learnt (real transitions, the fine-tuned model,
         the records) into ``folder``, for a run checkpoint."""
         folder.mkdir(parents=True, exist_ok=True)
-        np.savez(folder / TRANSITIONS_FILE, **{key: np.concatenate(batches) if batches else np.empty((0,))
-                                               for key, batches in self.transitions.items()})
-        torch.save(self.model_envs[0].simulator.field.state_dict(), folder / WEIGHTS_FILE)
+        np.savez(folder / TRANSITIONS_FILE, **cast("dict[str, Any]", {
+            key: np.concatenate(batches) if batches else np.empty((0,)) for key, batches in self.transitions.items()
+        }))
+        weights = self.model_envs[0].simulator.field.state_dict()
+        save_file({name: tensor.detach().cpu().contiguous() for name, tensor in weights.items()},
+                  str(folder / WEIGHTS_FILE))  # safetensors, as every checkpoint: no pickle
         (folder / LOOP_FILE).write_text(json.dumps({"records": self.records, "returns": self._returns}) + "\n")
 
     def load_state(self, folder: Path) -> None:
@@ -122,7 +126,7 @@ class FewShotLoop(BaseCallback):
         into its model)."""
         with np.load(folder / TRANSITIONS_FILE) as arrays:
             transitions = {key: arrays[key] for key in arrays.files}
-        weights = torch.load(folder / WEIGHTS_FILE, weights_only=True)
+        weights = load_file(str(folder / WEIGHTS_FILE))
         self._restored = (transitions, weights, json.loads((folder / LOOP_FILE).read_text()))
 
     def _take_up(self, transitions: dict[str, np.ndarray], weights: dict[str, torch.Tensor],
@@ -166,7 +170,10 @@ class FewShotLoop(BaseCallback):
         for env in self.model_envs:
             env.add_reset_states(np.stack(starts))
         simulator = self.model_envs[0].simulator
-        losses = fine_tune(simulator, *(np.concatenate(self.transitions[k]) for k in ("starts", "actions", "targets")),
+        # The generator yields exactly three arrays: mypy cannot count them, hence the cast.
+        losses = fine_tune(simulator,
+                           *cast("tuple[np.ndarray, np.ndarray, np.ndarray]",
+                                 (np.concatenate(self.transitions[k]) for k in ("starts", "actions", "targets"))),
                            iterations=self.iterations, learning_rate=self.learning_rate,
                            batch_size=self.batch_size, seed=self.seed + len(self.records))
         self._share_weights(simulator.field.state_dict())
@@ -235,19 +242,19 @@ def few_shot(
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty,
                 "checkpoint_sha256": checkpoint_fingerprint(env_id)}
     folder = Path(out) if out is not None else None
-    results = _load_results(folder, settings) if folder is not None else None
+    results = load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {FEW_SHOT: {}}, "reference": str(reference_path),
                           "command": command, "device": device, "torch_threads": torch.get_num_threads()}
     kwargs = {"density_penalty": density_penalty} if density_penalty else {}
 
     def train(seed: int) -> dict[str, Any]:
         loop = FewShotLoop(every, real_steps, finetune_iterations, seed=seed)
-        run = _train_and_score(env_id, real_id, algo, steps, seed, eval_every, eval_episodes, device, kwargs,
+        run = train_and_score(env_id, real_id, algo, steps, seed, eval_every, eval_episodes, device, kwargs,
                                progress, log, folder / "agents" if folder else None, FEW_SHOT, helper=loop,
                                annotate=lambda record: record.update(real_steps=loop.real_steps_total))
         return {**run, "collections": loop.records}
 
-    _run_missing_seeds(results, FEW_SHOT, seeds, folder, log, train)
+    run_missing_seeds(results, FEW_SHOT, seeds, folder, log, train)
 
     reference_results = json.loads(reference_path.read_text())  # as it is now: seeds may have finished meanwhile
 
@@ -256,7 +263,7 @@ def few_shot(
 
     results["summary"] = summarise(results)
     if folder is not None:
-        _save(folder, results, summarise)
+        save_results(folder, results, summarise)
         plot_sample_efficiency(results, reference_results, folder / PLOT_FILE)
     return results
 

@@ -116,7 +116,8 @@ class GymnasiumMujocoTask:
     # -- task quantities ------------------------------------------------------------------
     def observation(self) -> np.ndarray:
         """The env's observation of the current state."""
-        return np.array(self._last[0]) if self._last is not None else self._env._get_obs()
+        # ``_get_obs`` is defined by every concrete Gymnasium MuJoCo env, not by MujocoEnv itself.
+        return np.array(self._last[0]) if self._last is not None else self._env._get_obs()  # type: ignore[attr-defined]
 
     def reward(self) -> float:
         """The env's reward for the latest step (0 before the first step of an episode)."""

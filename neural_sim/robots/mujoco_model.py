@@ -34,7 +34,7 @@ def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
 
 
 def angle_qpos(model: mujoco.MjModel) -> tuple[int, ...]:
-    """qpos indices of unlimited hinges: angles the networks see as (sin, cos)."""
+    """Qpos indices of unlimited hinges: angles the networks see as (sin, cos)."""
     return tuple(
         int(model.jnt_qposadr[joint])
         for joint in range(model.njnt)
@@ -43,7 +43,7 @@ def angle_qpos(model: mujoco.MjModel) -> tuple[int, ...]:
 
 
 def invariant_qpos(model: mujoco.MjModel, joint_names: tuple[str, ...]) -> tuple[int, ...]:
-    """qpos indices of the named joints (translation-invariant coordinates, e.g. ``rootx``)."""
+    """Qpos indices of the named joints (translation-invariant coordinates, e.g. ``rootx``)."""
     return tuple(
         int(model.jnt_qposadr[joint])
         for joint in range(model.njnt)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import numpy as np
 import torch
@@ -103,13 +103,13 @@ def fit_density(
         optimiser, lambda i: 0.5 * (1 + math.cos(math.pi * min(i, config.iterations) / config.iterations))
     )
     generator = torch.Generator().manual_seed(config.seed)
-    iterator: range | object = range(1, config.iterations + 1)
+    iterator: Iterable[int] = range(1, config.iterations + 1)
     if progress:
         from tqdm import tqdm
 
         iterator = tqdm(iterator, desc=f"fit density ({config.kind})", unit="it")
     running = 0.0
-    for iteration in iterator:  # type: ignore[attr-defined]
+    for iteration in iterator:
         batch = features[torch.randint(len(features), (config.batch_size,), generator=generator)]
         loss = -density.flow().log_prob(batch).mean()
         optimiser.zero_grad(set_to_none=True)

@@ -19,10 +19,10 @@ from neural_sim.checkpoints import (
     load_reset_states,
     load_simulator,
     read_config,
-    resolve_checkpoint,
 )
 from neural_sim.density.model import DensityModel
 from neural_sim.errors import CheckpointError, InputError, UnknownNameError
+from neural_sim.hub import resolve_checkpoint
 from neural_sim.model.config import StateLayout
 from neural_sim.model.simulator import ACTION_TOLERANCE, Simulator
 from neural_sim.robots import TaskBridge, make_task_bridge

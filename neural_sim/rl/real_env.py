@@ -1,10 +1,10 @@
-"""Scoring a policy in the real environment a NeuralSim id mirrors."""
+"""The real environment a NeuralSim id mirrors: made, wrapped alike for agents, scoring policies."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import gymnasium as gym
 from gymnasium import spaces
@@ -15,9 +15,10 @@ from stable_baselines3.common.evaluation import evaluate_policy
 from stable_baselines3.common.monitor import Monitor
 from stable_baselines3.common.vec_env import DummyVecEnv
 
-from neural_sim.checkpoints import read_config, resolve_checkpoint, weights_fingerprint
+from neural_sim.checkpoints import read_config, weights_fingerprint
 from neural_sim.envs.ids import NAMESPACE, mirrored_id
 from neural_sim.errors import NeuralSimError, UnknownNameError
+from neural_sim.hub import resolve_checkpoint
 from neural_sim.pipeline.collect import AgentPolicy
 
 
@@ -42,8 +43,7 @@ def checkpoint_fingerprint(env_id: str) -> str:
 
 
 def _checkpoint_and_task(env_id: str) -> tuple[Path, str]:
-    import neural_sim  # noqa: F401  (registers the shipped ids)
-
+    # The shipped ids are registered: importing any neural_sim module imports the package first.
     name = env_id.split(":", 1)[-1]
     if not name.startswith(f"{NAMESPACE}/") or name not in gym.registry:
         known = sorted(i for i in gym.registry if i.startswith(f"{NAMESPACE}/"))
@@ -185,6 +185,6 @@ def score_policy(model: BaseAlgorithm, env: DummyVecEnv, episodes: int, seed: in
     env.seed(seed)
     returns, _ = evaluate_policy(model, env, n_eval_episodes=episodes, deterministic=True,
                                  return_episode_rewards=True, warn=False)
-    values = [float(r) for r in returns]
+    values = [float(r) for r in cast("list[float]", returns)]  # return_episode_rewards=True: one per episode
     mean = sum(values) / len(values)
     return {"mean": mean, "std": (sum((r - mean) ** 2 for r in values) / len(values)) ** 0.5, "returns": values}

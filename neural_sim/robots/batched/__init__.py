@@ -1,0 +1,84 @@
+"""Stock task quantities for a whole batch of physics states at once.
+
+A :class:`BatchedTask` returns observations, rewards and terminations for ``[N, nq + nv]``
+states. Tasks with a torch-native implementation compute them without a Python loop over
+environments, one file per domain, found through :data:`NATIVE_TASKS`; each is tested equal
+to the stock dm_control definition (tolerance 1e-6). Every other task falls back to
+:class:`BridgeLoopTask`, which writes each state into the real ``Physics`` in turn: exact,
+but a Python loop. Adding a robot's native task adds a file and a row of the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from neural_sim.errors import InputError
+from neural_sim.robots.base import TaskBridge
+from neural_sim.robots.batched.acrobot import AcrobotBalance
+from neural_sim.robots.batched.base import (
+    BatchedTask,
+    BridgeLoopTask,
+    Observations,
+    StateTask,
+    StepResult,
+    assign_rows,
+    merge_rows,
+    observation_row,
+    stack_observations,
+    tolerance,
+)
+from neural_sim.robots.batched.cheetah import CheetahRun
+from neural_sim.robots.batched.pendulum import PendulumSwingUp
+from neural_sim.robots.batched.reacher import ReacherReach
+from neural_sim.robots.dm_control import DmControlTask
+
+#: ``(dm_control domain, task) -> factory(bridge, num_envs)`` of the torch-native tasks.
+NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]] = {
+    ("acrobot", "swingup"): lambda bridge, _: AcrobotBalance(bridge, sparse=False),
+    ("acrobot", "swingup_sparse"): lambda bridge, _: AcrobotBalance(bridge, sparse=True),
+    ("pendulum", "swingup"): lambda bridge, _: PendulumSwingUp(bridge),
+    ("cheetah", "run"): lambda bridge, _: CheetahRun(bridge),
+    ("reacher", "easy"): ReacherReach,
+    ("reacher", "hard"): ReacherReach,
+}
+
+
+def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1) -> BatchedTask:
+    """The torch-native implementation of the bridge's task if there is one, else the loop.
+
+    :param native: use a native implementation where :data:`NATIVE_TASKS` has one.
+    :param num_envs: the batch size (tasks with per-env state, such as reacher's targets).
+    :raises InputError: for a task without a native implementation whose episodes carry
+        state outside ``(qpos, qvel)``: one shared physics cannot hold one per env.
+    """
+    if native and isinstance(bridge, DmControlTask):
+        factory = NATIVE_TASKS.get((bridge.domain, bridge.task_name))
+        if factory is not None:
+            try:
+                return factory(bridge, num_envs)
+            except NotImplementedError:  # a model whose geometry the native task does not cover
+                pass
+    if getattr(bridge, "has_episode_state", False):
+        # One shared physics cannot hold a different target per env.
+        raise InputError(
+            f"the batched env has no native implementation of task {bridge.task_name!r}, whose episodes carry "
+            "state outside (qpos, qvel) (a target drawn per episode); use the single env "
+            "(gymnasium.make, or SB3's make_vec_env with n_envs=N) for this task"
+        )
+    return BridgeLoopTask(bridge)
+
+
+__all__ = [
+    "NATIVE_TASKS",
+    "BatchedTask",
+    "BridgeLoopTask",
+    "Observations",
+    "StateTask",
+    "StepResult",
+    "assign_rows",
+    "make_batched_task",
+    "merge_rows",
+    "observation_row",
+    "stack_observations",
+    "tolerance",
+]
