@@ -255,6 +255,7 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
         mirror = mirrored_id(robot, spec.kwargs["task"])
         result = bench_speed(env_id, mirror, tuple(args.batch_sizes), args.repeats,
                              include_shimmy_vector=not args.no_shimmy_vector, shimmy_max_envs=args.shimmy_max_envs,
+                             include_envpool=not args.no_envpool, envpool_max_envs=args.envpool_max_envs,
                              command=_command_line(argv))
         results.append(result)
         single = result["single_env_ms"]
@@ -263,6 +264,10 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
         for n, row in result["batched"].items():
             shimmy_rate = row["shimmy_sync_steps_per_s"]
             versus = f", shimmy sync {shimmy_rate:,.0f} (x{row['ratio']:.1f})" if shimmy_rate else ", shimmy not run"
+            if row.get("envpool_steps_per_s"):
+                versus += (f", EnvPool {result['envpool_id']} {row['envpool_steps_per_s']:,.0f} "
+                           f"(x{row['neural_over_envpool']:.2f}); MiB per env {row['neural_mib_per_env']:.3f} "
+                           f"vs EnvPool {row['envpool_mib_per_env']:.3f}")
             print(f"  N={n:>5}: {row['neural_steps_per_s']:,.0f} env-steps/s{versus}")
         for n, rate in result["gpu_steps_per_s"].items():
             print(f"  GPU N={n}: {rate:,.0f} env-steps/s")
@@ -613,6 +618,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 256, 4096])
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the median is reported")
     p.add_argument("--no-shimmy-vector", action="store_true", help="skip shimmy SyncVectorEnv entirely")
+    p.add_argument("--no-envpool", action="store_true",
+                   help="skip EnvPool (measured when installed: pip install 'neural-sim[bench]')")
+    p.add_argument("--envpool-max-envs", type=int, default=1024,
+                   help="largest N for EnvPool (about 12 MB per env for cheetah-run: N=4096 exhausts 24 GB)")
     p.add_argument("--shimmy-max-envs", type=int, default=1024,
                    help="largest N for shimmy SyncVectorEnv (each dm_control env holds ~6 MB; default 1024)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

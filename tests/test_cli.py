@@ -65,8 +65,22 @@ def test_bench_speed_reports_latency_update_cost_and_throughput(tmp_path: Path) 
     row = result["batched"]["2"]
     assert row["neural_steps_per_s"] > 0 and row["shimmy_sync_steps_per_s"] > 0
     assert row["ratio"] == row["neural_steps_per_s"] / row["shimmy_sync_steps_per_s"]
+    # EnvPool (a dev dependency on Linux) runs the same real task side by side, memory per env included.
+    assert result["envpool_id"] == "PendulumSwingup-v1"
+    assert row["envpool_steps_per_s"] > 0 and row["envpool_mib_per_env"] is not None
+    assert row["neural_over_envpool"] == row["neural_steps_per_s"] / row["envpool_steps_per_s"]
+    assert row["neural_mib_per_env"] is not None
 
 
 def test_bench_speed_refuses_an_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench-speed", "NeuralSim/Nope-v0"]) == 2
     assert "unknown env id 'NeuralSim/Nope-v0'" in capsys.readouterr().err
+
+
+def test_envpool_ids_are_found_for_the_real_tasks_neural_sim_mirrors() -> None:
+    from neural_sim.pipeline.speed import envpool_id
+
+    assert envpool_id("dm_control/cheetah-run-v0") == "CheetahRun-v1"
+    assert envpool_id("dm_control/acrobot-swingup_sparse-v0") == "AcrobotSwingupSparse-v1"
+    assert envpool_id("HalfCheetah-v5") == "HalfCheetah-v5"
+    assert envpool_id("dm_control/nobody-nothing-v0") is None

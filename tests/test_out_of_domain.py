@@ -276,6 +276,21 @@ def test_next_step_resets_are_neither_predicted_nor_scored(monkeypatch: pytest.M
     assert not truncated[2:].any()
 
 
+@pytest.mark.parametrize("robot", ["acrobot", "walker", "HalfCheetah-v5"])  # native and physics-loop tasks
+def test_a_next_step_step_in_which_every_env_resets_only_resets(robot: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    env = NeuralSimVectorEnv(3, robot, max_episode_steps=1)
+    env.reset(seed=0)
+    actions = np.zeros((3, *env.single_action_space.shape))
+    *_, truncated, _ = env.step(actions)  # every env ends together
+    assert truncated.all()
+    monkeypatch.setattr(env.simulator, "fast_predict", lambda s, a: pytest.fail("a resetting env was predicted"))
+    observations, rewards, terminated, truncated, info = env.step(actions)
+    assert env.observation_space.contains(observations)
+    assert not rewards.any() and not terminated.any() and not truncated.any()
+    assert (env._reset_states[None] == info["state"][:, None]).all(-1).any(-1).all()  # all restarted from the buffer
+
+
 def test_same_step_resets_recompute_only_the_ended_envs_observations(monkeypatch: pytest.MonkeyPatch) -> None:
     env = NeuralSimVectorEnv(4, "acrobot", max_episode_steps=1, autoreset_mode=AutoresetMode.SAME_STEP)
     env.reset(seed=0)

@@ -138,6 +138,8 @@ class NeuralSimVectorEnv(VectorEnv):
         # Only the envs that step are predicted, scored and checked (a reset row's transition
         # would be meaningless); most steps, that is every env, and no indexing is done.
         rows = np.flatnonzero(~resetting) if resetting.any() else None
+        if rows is not None and len(rows) == 0:
+            return self._reset_all_ended()
         index = None if rows is None else torch.as_tensor(rows)
         previous = self._states if index is None else self._states[index]
         stepped_actions = actions if rows is None else actions[rows]
@@ -197,6 +199,19 @@ class NeuralSimVectorEnv(VectorEnv):
             self._needs_reset = ended
         info["state"] = self._states.numpy().copy()
         return observations, rewards, terminated, truncated, info
+
+    def _reset_all_ended(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        """A NEXT_STEP step in which every env ended last step: each starts an episode, none steps."""
+        self._reset_from_buffer(self._needs_reset)
+        self._needs_reset = np.zeros(self.num_envs, dtype=bool)
+        zeros, no = np.zeros(self.num_envs), np.zeros(self.num_envs, dtype=bool)
+        info: dict[str, Any] = {}
+        if self.density is not None:
+            info.update(task_reward=zeros.copy(), log_density=zeros.copy(), penalty=zeros.copy())
+        if self._guard.active:
+            info["out_of_domain"] = no.copy()
+        info["state"] = self._states.numpy().copy()
+        return self.task.observations(self._states), zeros, no, no.copy(), info
 
     def _check_domain(self, previous: torch.Tensor, predicted: torch.Tensor, actions: np.ndarray,
                       info: dict[str, Any]) -> np.ndarray | None:
