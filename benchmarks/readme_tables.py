@@ -167,6 +167,30 @@ def speed_table() -> str:
     return "\n".join(rows)
 
 
+def envpool_table() -> str:
+    """NeuralSim's batched env next to EnvPool (``neural-sim bench-speed`` with EnvPool installed)."""
+    path = ROOT / "benchmarks" / "results" / "speed_envpool.json"
+    if not path.is_file():
+        return ("Not measured yet: run `neural-sim bench-speed NeuralSim/Cheetah-v0 NeuralSim/HalfCheetah-v5 "
+                "--batch-sizes 1 16 256 1024 4096 --threads 2 --no-shimmy-vector --json "
+                "benchmarks/results/speed_envpool.json` on a quiet machine with EnvPool installed "
+                "(`pip install \".[bench]\"`); figures taken beside training runs are not comparable.")
+    results = json.loads(path.read_text())
+    rows = ["| id | EnvPool task | N | NeuralSim env-steps/s | EnvPool env-steps/s | NeuralSim / EnvPool "
+            "| MiB per env: NeuralSim / EnvPool |", "|---|---|---|---|---|---|---|"]
+    for r in results:
+        for n, b in r["batched"].items():
+            if b.get("envpool_steps_per_s") is None:
+                rows.append(f"| `{r['env_id']}` | `{r['envpool_id']}` | {int(n):,} | {b['neural_steps_per_s']:,.0f} "
+                            f"| not run (above {r['envpool_max_envs']:,} envs) | - | - |")
+                continue
+            rows.append(f"| `{r['env_id']}` | `{r['envpool_id']}` | {int(n):,} | {b['neural_steps_per_s']:,.0f} "
+                        f"| {b['envpool_steps_per_s']:,.0f} | {b['neural_over_envpool']:.2f} "
+                        f"| {b['neural_mib_per_env']:.3f} / {b['envpool_mib_per_env']:.2f} |")
+    rows += ["", f"Measured with `{results[0]['command']}` ({results[0]['machine']})."]
+    return "\n".join(rows)
+
+
 LAST_EVALUATIONS = 3
 
 
@@ -333,6 +357,7 @@ def main() -> None:
     for tag, table in (("benchmark-table", accuracy_table()), ("locomotion-table", locomotion_table()),
                        ("density-table", density_table()),
                        ("flow-comparison", flow_table()), ("speed-table", speed_table()),
+                       ("envpool-table", envpool_table()),
                        ("rl-table", rl_table()), ("few-shot-table", few_shot_table()),
                        ("domain-table", domain_table()), ("soak-table", soak_table())):
         text = re.sub(f"<!-- {tag} -->.*?<!-- /{tag} -->", f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->", text,

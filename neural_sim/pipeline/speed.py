@@ -137,7 +137,8 @@ def _envpool_run(task_id: str, num_envs: int, steps: int, repeats: int, threads:
 
 def _neural_memory_per_env(env_id: str, num_envs: int) -> float:
     """Resident memory per env (MiB) of ``gymnasium.make_vec(env_id, num_envs)`` after a reset
-    and a step, net of one env (the model, the task's physics and caches are paid once)."""
+    and a step, net of one env (the model, the task's physics and caches are paid once); for
+    ``num_envs=1``, all that one env costs."""
     import neural_sim  # noqa: F401  (a spawned process registers the ids)
 
     def resident_after(k: int) -> float:
@@ -146,8 +147,11 @@ def _neural_memory_per_env(env_id: str, num_envs: int) -> float:
         envs.step(np.asarray(envs.action_space.sample()))
         return _resident_mib()
 
+    before = _resident_mib()
     one = resident_after(1)
-    return (resident_after(num_envs) - one) / max(1, num_envs - 1)
+    if num_envs == 1:
+        return one - before  # a lone env pays for the model and its physics
+    return (resident_after(num_envs) - one) / (num_envs - 1)
 
 
 def _in_child_process(function: Callable[..., T], *args: Any) -> T:
