@@ -30,6 +30,7 @@ from neural_sim.robots.batched.base import (
 from neural_sim.robots.batched.cheetah import CheetahRun
 from neural_sim.robots.batched.pendulum import PendulumSwingUp
 from neural_sim.robots.batched.reacher import ReacherReach
+from neural_sim.robots.batched.walker import WalkerTask
 from neural_sim.robots.dm_control import DmControlTask
 
 #: ``(dm_control domain, task) -> factory(bridge, num_envs)`` of the torch-native tasks.
@@ -40,6 +41,7 @@ NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]]
     ("cheetah", "run"): lambda bridge, _: CheetahRun(bridge),
     ("reacher", "easy"): ReacherReach,
     ("reacher", "hard"): ReacherReach,
+    **{("walker", task): (lambda bridge, _: WalkerTask(bridge)) for task in ("stand", "walk", "run")},
 }
 
 

@@ -57,6 +57,29 @@ class PlanarKinematics:
         x_rate, z_rate = w * (-s * local[0] + c * local[2]), w * (-c * local[0] - s * local[2])
         return torch.cat([x_rate, torch.zeros_like(c), z_rate], -1)
 
+    def body_frames(self, qpos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """World positions of every body's origin ``[B, nbody, 3]`` (MuJoCo ``xpos``) and the
+        angle of its frame about y ``[B, nbody]`` (``xmat`` is the rotation by it)."""
+        positions, angles = [qpos.new_zeros(qpos.shape[0], 3)], [qpos.new_zeros(qpos.shape[0])]
+        for body in range(1, len(self._parents)):
+            parent = self._parents[body]
+            angle = angles[parent]
+            position = positions[parent] + rotate_y(angle, self._offsets[body])
+            for kind, address, sign, vector in self._joints[body]:
+                if kind == "slide":
+                    position = position + rotate_y(angle, vector) * qpos[:, address].unsqueeze(-1)
+                else:  # hinge about +-y through its anchor
+                    new_angle = angle + sign * qpos[:, address]
+                    position = position + rotate_y(angle, vector) - rotate_y(new_angle, vector)
+                    angle = new_angle
+            positions.append(position)
+            angles.append(angle)
+        return torch.stack(positions, dim=1), torch.stack(angles, dim=1)
+
+    def body_id(self, name: str) -> int:
+        """A body's index by name."""
+        return self._body_ids[name]
+
     def body_coms(self, qpos: torch.Tensor, qvel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """World positions and velocities of every body's centre of mass, each ``[B, nbody, 3]``.
 
