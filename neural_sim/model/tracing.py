@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from typing import TypeVar, cast
 
 import torch
 from torch import nn
@@ -61,9 +62,12 @@ def _trace(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> nn.Module:
         return module
 
 
+Output = TypeVar("Output")
+
+
 def trace_function(
-    function: Callable[..., torch.Tensor], inputs: tuple[torch.Tensor, ...]
-) -> Callable[..., torch.Tensor]:
+    function: Callable[..., Output], inputs: tuple[torch.Tensor, ...]
+) -> Callable[..., Output]:
     """``function`` (a pure tensor function whose operations do not depend on its inputs'
     values) as a TorchScript trace made on ``inputs``; ``function`` itself where tracing
     is unavailable. Batch sizes may differ from the example's when no operation reads a
@@ -72,6 +76,6 @@ def trace_function(
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)  # torch 2.13 deprecates jit.trace
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            return torch.jit.trace(function, inputs, check_trace=False)
+            return cast(Callable[..., Output], torch.jit.trace(function, inputs, check_trace=False))
     except (AttributeError, RuntimeError):  # pragma: no cover - depends on the torch build
         return function

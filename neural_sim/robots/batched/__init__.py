@@ -27,6 +27,7 @@ from neural_sim.robots.batched.base import (
     stack_observations,
     tolerance,
 )
+from neural_sim.robots.batched.cartpole import CartpoleTask
 from neural_sim.robots.batched.cheetah import CheetahRun
 from neural_sim.robots.batched.pendulum import PendulumSwingUp
 from neural_sim.robots.batched.reacher import ReacherReach
@@ -39,6 +40,8 @@ NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]]
     ("acrobot", "swingup_sparse"): lambda bridge, _: AcrobotBalance(bridge, sparse=True),
     ("pendulum", "swingup"): lambda bridge, _: PendulumSwingUp(bridge),
     ("cheetah", "run"): lambda bridge, _: CheetahRun(bridge),
+    **{("cartpole", task): (lambda bridge, _: CartpoleTask(bridge, sparse=bridge.task_name.endswith("_sparse")))
+       for task in ("balance", "balance_sparse", "swingup", "swingup_sparse")},
     ("reacher", "easy"): ReacherReach,
     ("reacher", "hard"): ReacherReach,
     **{("walker", task): (lambda bridge, _: WalkerTask(bridge)) for task in ("stand", "walk", "run")},

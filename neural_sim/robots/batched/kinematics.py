@@ -76,6 +76,17 @@ class PlanarKinematics:
             angles.append(angle)
         return torch.stack(positions, dim=1), torch.stack(angles, dim=1)
 
+    def hinge_sign(self, address: int) -> float:
+        """The axis sign (+1 or -1 about y) of the hinge at ``qpos[address]``.
+
+        :raises NotImplementedError: no hinge has that address.
+        """
+        for joints in self._joints:
+            for kind, joint_address, sign, _ in joints:
+                if kind == "hinge" and joint_address == address:
+                    return sign
+        raise NotImplementedError(f"qpos[{address}] is not a hinge")
+
     def body_id(self, name: str) -> int:
         """A body's index by name."""
         return self._body_ids[name]
