@@ -139,8 +139,7 @@ def _neural_memory_per_env(env_id: str, num_envs: int) -> float:
     """Resident memory per env (MiB) of ``gymnasium.make_vec(env_id, num_envs)`` after a reset
     and a step, net of one env (the model, the task's physics and caches are paid once); for
     ``num_envs=1``, all that one env costs."""
-    import neural_sim  # noqa: F401  (a spawned process registers the ids)
-
+    # A spawned process knows the ids: unpickling this function imports the package first.
     def resident_after(k: int) -> float:
         envs = gym.make_vec(env_id, num_envs=k)
         envs.reset(seed=0)
