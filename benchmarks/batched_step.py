@@ -2,6 +2,7 @@
 
     python benchmarks/batched_step.py NeuralSim/Cheetah-v0 --num-envs 4096 --mode next_step
     python benchmarks/batched_step.py NeuralSim/Walker-v0 --num-envs 64 --mode same_step
+    python benchmarks/batched_step.py NeuralSim/Walker-v0 --num-envs 256 --no-native   # the physics-bridge loop
 
 Random actions; the id's own episode length (cheetah 25 steps, so one step in 26 resets
 every env under NEXT_STEP). Prints env-steps/s, the median of ``--repeats`` timed runs; run
@@ -25,10 +26,12 @@ import neural_sim  # noqa: F401  (registers the ids)
 MODES = {"next_step": gym.vector.AutoresetMode.NEXT_STEP, "same_step": gym.vector.AutoresetMode.SAME_STEP}
 
 
-def throughput(env_id: str, num_envs: int, mode: str, steps: int, repeats: int, seed: int = 0) -> float:
-    """Median env-steps/s over ``repeats`` runs of ``steps`` batched steps."""
+def throughput(env_id: str, num_envs: int, mode: str, steps: int, repeats: int, seed: int = 0,
+               native: bool = True) -> float:
+    """Median env-steps/s over ``repeats`` runs of ``steps`` batched steps (``native=False``: the
+    task through the physics-bridge loop even where a torch-native one exists)."""
     env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
-                       autoreset_mode=MODES[mode])
+                       autoreset_mode=MODES[mode], native_tasks=native)
     env.reset(seed=seed)
     rng = np.random.default_rng(seed)
     low, high = env.single_action_space.low, env.single_action_space.high
@@ -53,10 +56,11 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=104, help="batched steps per timed run")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--no-native", action="store_true", help="the physics-bridge loop instead of native tasks")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    rate = throughput(args.env_id, args.num_envs, args.mode, args.steps, args.repeats)
-    print(json.dumps({"env_id": args.env_id, "num_envs": args.num_envs, "mode": args.mode,
+    rate = throughput(args.env_id, args.num_envs, args.mode, args.steps, args.repeats, native=not args.no_native)
+    print(json.dumps({"env_id": args.env_id, "num_envs": args.num_envs, "mode": args.mode, "native": not args.no_native,
                       "env_steps_per_s": round(rate), "threads": args.threads}))
 
 

@@ -11,7 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from neural_sim.errors import InputError, OutOfDomainError, OutOfDomainWarning
+from neural_sim.errors import DivergenceError, InputError, OutOfDomainError, OutOfDomainWarning
 from neural_sim.model.config import StateLayout
 from neural_sim.model.domain import DataDomain
 
@@ -41,9 +41,6 @@ class DomainGuard:
 
     def __init__(self, domain: DataDomain | None, layout: StateLayout, mode: OutOfDomain) -> None:
         self.domain, self.layout, self.mode = domain, layout, check_mode(mode)
-        if domain is not None:  # computed once: the check runs every step
-            self._dims = np.asarray(domain.dims, dtype=np.int64)
-            self._low, self._high = domain.bounds()
 
     @property
     def active(self) -> bool:
@@ -56,10 +53,38 @@ class DomainGuard:
         left = ~np.isfinite(predicted).all(-1)
         if self.domain is None:
             return left, None
-        before, after = previous[:, self._dims], predicted[:, self._dims]
-        # Written so that NaN counts as outside.
-        outside = ~((before >= self._low) & (before <= self._high) & (after >= self._low) & (after <= self._high))
+        outside = self.domain.outside(previous) | self.domain.outside(predicted)
         return left | outside.any(-1), outside
+
+    def check(self, previous: np.ndarray, predicted: np.ndarray, actions: np.ndarray,
+              where: str) -> tuple[np.ndarray, np.ndarray | None] | None:
+        """Apply the policy to a batch of steps ``previous -> predicted`` under ``actions``.
+
+        :return: ``None`` under ``"ignore"``; else ``(left [N], dims)``, ``dims`` an object
+            array naming what was out per row that left (``None`` elsewhere), or ``None`` when
+            no row left.
+        :raises DivergenceError: a non-finite prediction under ``"ignore"``.
+        :raises OutOfDomainError: a row left, under ``"raise"``.
+        """
+        if not self.active:
+            finite = np.isfinite(predicted).all(-1)
+            if not finite.all():
+                bad = int(np.flatnonzero(~finite)[0])
+                raise DivergenceError(
+                    f"{where}: the learned simulator produced a non-finite state from state "
+                    f"{previous[bad].tolist()} and action {actions[bad].tolist()}: it was driven far outside its "
+                    "training data"
+                )
+            return None
+        left, outside = self.leaving(previous, predicted)
+        if not left.any():
+            return left, None
+        rows = np.flatnonzero(left)
+        self.handle(rows, previous, predicted, outside, actions, where)
+        dims = np.full(len(left), None, dtype=object)
+        for row in rows:
+            dims[row] = self.describe(int(row), previous, predicted, outside)
+        return left, dims
 
     def describe(self, row: int, previous: np.ndarray, predicted: np.ndarray, outside: np.ndarray | None) -> list[str]:
         """What was out in ``row``: the dimension names, or ``"non-finite prediction"``."""

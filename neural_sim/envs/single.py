@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Literal
 
@@ -13,7 +12,7 @@ from dm_control.suite import base
 
 from neural_sim.envs.loading import check_actions, check_states, load_env_parts
 from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
-from neural_sim.errors import DivergenceError, InputError, UnknownNameError
+from neural_sim.errors import InputError, UnknownNameError
 from neural_sim.model.simulator import Simulator
 
 Backend = Literal["neural", "physics"]
@@ -185,15 +184,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         else:
             previous = self._state
             predicted = self.simulator.fast_predict(state_t, action_t)[0].cpu().numpy().astype(np.float64)
-            if self._guard.active:
-                left_domain = self._left_domain(previous, predicted, action, info)
+            checked = self._guard.check(previous[None], predicted[None], action[None], "NeuralSimEnv.step")
+            if checked is not None:
+                left, dims = checked
+                left_domain = info["out_of_domain"] = bool(left[0])
                 if left_domain:
+                    assert dims is not None
+                    info["out_of_domain_dims"] = dims[0]
                     predicted = previous  # a step that went nowhere: the last state inside
-            elif not math.isfinite(predicted.sum()):  # NaN and inf propagate; float64 cannot overflow here
-                raise DivergenceError(
-                    f"the learned simulator produced a non-finite state from state {previous.tolist()} "
-                    f"and action {action.tolist()}: it was driven far outside its training data"
-                )
             self._state = predicted.copy() if left_domain else predicted
             self.bridge.transition(previous, action, self._state)
         terminated, truncated = self.bridge.termination()
@@ -250,15 +248,3 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             self._state_t.copy_(torch.as_tensor(state, dtype=torch.float32).unsqueeze(0))
             self._action_t.copy_(torch.as_tensor(action, dtype=torch.float32).unsqueeze(0))
         return self._state_t, self._action_t
-
-    def _left_domain(self, previous: np.ndarray, predicted: np.ndarray, action: np.ndarray,
-                     info: dict[str, Any]) -> bool:
-        """Whether the step left the data domain (raising under ``out_of_domain="raise"``);
-        fills ``info``."""
-        before, after = previous[None], predicted[None]
-        left, outside = self._guard.leaving(before, after)
-        info["out_of_domain"] = bool(left[0])
-        if left[0]:
-            self._guard.handle(np.zeros(1, dtype=np.int64), before, after, outside, action[None], "NeuralSimEnv.step")
-            info["out_of_domain_dims"] = self._guard.describe(0, before, after, outside)
-        return bool(left[0])

@@ -14,7 +14,7 @@ from gymnasium.vector.utils import batch_space
 
 from neural_sim.envs.loading import as_float_array, check_actions, check_states, load_env_parts
 from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
-from neural_sim.errors import DivergenceError, InputError
+from neural_sim.errors import InputError
 from neural_sim.robots.batched import assign_rows, make_batched_task, merge_rows, observation_row
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
@@ -215,26 +215,13 @@ class NeuralSimVectorEnv(VectorEnv):
 
     def _check_domain(self, previous: torch.Tensor, predicted: torch.Tensor, actions: np.ndarray,
                       info: dict[str, Any]) -> np.ndarray | None:
-        """Which of the stepped envs left the data domain (``None`` under ``"ignore"``, which
-        raises only for a non-finite prediction); fills ``info``."""
-        before, after = previous.numpy(), predicted.numpy()
-        if not self._guard.active:
-            finite = np.isfinite(after).all(-1)
-            if not finite.all():
-                bad = int(np.flatnonzero(~finite)[0])
-                raise DivergenceError(
-                    f"a learned step produced a non-finite state from {before[bad].tolist()} and action "
-                    f"{actions[bad].tolist()}: it was driven far outside its training data"
-                )
+        """Which of the stepped envs left the data domain (``None`` under ``"ignore"``); fills ``info``."""
+        checked = self._guard.check(previous.numpy(), predicted.numpy(), actions, "NeuralSimVectorEnv.step")
+        if checked is None:
             return None
-        left, outside = self._guard.leaving(before, after)
+        left, dims = checked
         info["out_of_domain"] = left
-        if left.any():
-            rows = np.flatnonzero(left)
-            self._guard.handle(rows, before, after, outside, actions, "NeuralSimVectorEnv.step")
-            dims = np.full(len(left), None, dtype=object)
-            for row in rows:
-                dims[row] = self._guard.describe(int(row), before, after, outside)
+        if dims is not None:
             info["out_of_domain_dims"] = dims
         return left
 

@@ -9,6 +9,7 @@ end an episode that leaves it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -67,15 +68,20 @@ class DataDomain:
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The widened ``(low, high)`` of the checked dimensions."""
+        return self._arrays[1], self._arrays[2]
+
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Checked indices and widened bounds as arrays, made once: envs check every step."""
         low, high = np.asarray(self.low), np.asarray(self.high)
         pad = self.margin * (high - low)
-        return low - pad, high + pad
+        return np.asarray(self.dims, dtype=np.int64), low - pad, high + pad
 
     def outside(self, states: np.ndarray) -> np.ndarray:
         """Which checked dimensions of ``[..., nq + nv]`` states lie outside (NaN counts as
         outside): a bool array ``[..., len(dims)]``."""
-        low, high = self.bounds()
-        values = np.asarray(states)[..., list(self.dims)]
+        dims, low, high = self._arrays
+        values = np.asarray(states)[..., dims]
         return ~((values >= low) & (values <= high))
 
     def dim_names(self, mask: np.ndarray, layout: StateLayout) -> list[str]:
