@@ -99,7 +99,7 @@ class DensityModel(nn.Module):
         """Network-style features of (state, action), before standardisation."""
         q, v = states[..., : self.layout.nq], states[..., self.layout.nq :]
         return torch.cat(
-            [self.features.positions(q), self.features.velocities(v), self.features.actions(actions)], dim=-1
+            [self.features.positions(q), self.features.body_velocities(q, v), self.features.actions(actions)], dim=-1
         )
 
     def log_density(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ from neural_sim.density.model import DensityModel
 from neural_sim.errors import CheckpointError, InputError, UnknownNameError
 from neural_sim.hub import resolve_checkpoint
 from neural_sim.model.config import StateLayout
+from neural_sim.model.rotations import check_quaternions
 from neural_sim.model.simulator import ACTION_TOLERANCE, Simulator
 from neural_sim.robots import TaskBridge, make_task_bridge
 
@@ -112,9 +113,15 @@ def check_states(states: object, name: str, layout: StateLayout, batched: bool) 
     size = layout.state_size
     expected = f"[N, {size}]" if batched else f"[{size}]"
     if states.ndim != (2 if batched else 1) or states.shape[-1] != size:
-        raise InputError(f"{name} must have shape {expected} (nq={layout.nq} + nv={layout.nv}), got {states.shape}")
-    if not np.isfinite(states).all():
-        raise InputError(f"{name} contains NaN or inf")
+        described = f"; {layout.describe()}" if layout.rotation_joints else ""
+        raise InputError(f"{name} must have shape {expected} (nq={layout.nq} + nv={layout.nv}{described}), "
+                         f"got {states.shape}")
+    finite = np.isfinite(states)
+    if not finite.all():
+        first = np.argwhere(~finite)[0]
+        raise InputError(f"{name} contains NaN or inf (first at {layout.entry_name(int(first[-1]))}"
+                         f"{f' of row {int(first[0])}' if batched else ''})")
+    check_quaternions(states, layout, name)
     return states
 
 

@@ -15,6 +15,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 Architecture = Literal["mosim", "residual"]
 Activation = Literal["softplus", "swish"]
 IntegratorMethod = Literal["rk4", "dopri5"]
+RotationJointKind = Literal["free", "ball"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +59,53 @@ class ContactKinematics:
 
 
 @dataclass(frozen=True)
+class RotationJoint:
+    """A joint whose orientation is a unit quaternion: MuJoCo's free and ball joints.
+
+    A free joint holds 7 ``qpos`` (position x, y, z, then the quaternion w, x, y, z) and 6
+    ``qvel`` (linear velocity in the world frame, then angular velocity in the body frame);
+    a ball joint holds 4 ``qpos`` (the quaternion) and 3 ``qvel`` (angular velocity in the
+    body frame).
+
+    :param name: the joint's name in the MuJoCo model.
+    :param kind: ``"free"`` or ``"ball"``.
+    :param qpos: index of its first ``qpos`` entry.
+    :param dof: index of its first ``qvel`` entry.
+    """
+
+    name: str
+    kind: RotationJointKind
+    qpos: int
+    dof: int
+
+    @property
+    def quaternion_qpos(self) -> tuple[int, ...]:
+        """The four ``qpos`` indices of its quaternion (w, x, y, z)."""
+        start = self.qpos + (3 if self.kind == "free" else 0)
+        return tuple(range(start, start + 4))
+
+    @property
+    def angular_dofs(self) -> tuple[int, ...]:
+        """The three ``qvel`` indices of its angular velocity (body frame)."""
+        start = self.dof + (3 if self.kind == "free" else 0)
+        return tuple(range(start, start + 3))
+
+    @property
+    def linear_dofs(self) -> tuple[int, ...]:
+        """The three ``qvel`` indices of a free joint's linear velocity (world frame)."""
+        return tuple(range(self.dof, self.dof + 3)) if self.kind == "free" else ()
+
+    def describe(self) -> str:
+        """``qpos[0:7] / qvel[0:6]: free joint 'root' (...)``: where its entries sit."""
+        if self.kind == "free":
+            return (f"qpos[{self.qpos}:{self.qpos + 7}] / qvel[{self.dof}:{self.dof + 6}]: free joint {self.name!r} "
+                    "(qpos: x, y, z, qw, qx, qy, qz; qvel: linear velocity in the world frame, then angular "
+                    "velocity in the body frame)")
+        return (f"qpos[{self.qpos}:{self.qpos + 4}] / qvel[{self.dof}:{self.dof + 3}]: ball joint {self.name!r} "
+                "(qpos: qw, qx, qy, qz; qvel: angular velocity in the body frame)")
+
+
+@dataclass(frozen=True)
 class StateLayout:
     """What the physics state and action vectors hold.
 
@@ -77,6 +125,9 @@ class StateLayout:
         error of ``h^2 a / 2`` per step that no training removes.
     :param contact_kinematics: heights of the points that can touch the floor, for planar
         robots (``None`` for others); networks see them when ``ModelConfig.contact_features``.
+    :param rotation_joints: free and ball joints, whose orientation is a unit quaternion
+        (``nq = nv + len(rotation_joints)``); every other joint is a hinge or slide with one
+        ``qpos`` and one ``qvel``.
     """
 
     nq: int
@@ -89,11 +140,51 @@ class StateLayout:
     invariant_qpos: tuple[int, ...] = ()
     velocity_lag: float = 0.0
     contact_kinematics: ContactKinematics | None = None
+    rotation_joints: tuple[RotationJoint, ...] = ()
 
     @property
     def state_size(self) -> int:
         """Length of a state vector, ``nq + nv``."""
         return self.nq + self.nv
+
+    @property
+    def quaternion_qpos(self) -> tuple[int, ...]:
+        """Every ``qpos`` index that belongs to a quaternion, joint by joint."""
+        return tuple(i for joint in self.rotation_joints for i in joint.quaternion_qpos)
+
+    def scalar_qpos_dofs(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """``(qpos indices, their qvel indices)`` of every position that is not part of a
+        quaternion: hinges, slides and free joints' x, y, z, for which ``dq/dt = v``."""
+        quaternion = set(self.quaternion_qpos)
+        qpos = tuple(i for i in range(self.nq) if i not in quaternion)
+        angular = {d for joint in self.rotation_joints for d in joint.angular_dofs}
+        dofs = tuple(d for d in range(self.nv) if d not in angular)
+        return qpos, dofs
+
+    def entry_name(self, index: int) -> str:
+        """``"qpos[3] (free joint 'root', qw)"``: what state entry ``index`` is."""
+        name = f"qpos[{index}]" if index < self.nq else f"qvel[{index - self.nq}]"
+        for joint in self.rotation_joints:
+            labels: tuple[str, ...]
+            if index < self.nq:
+                labels = ("x", "y", "z", "qw", "qx", "qy", "qz") if joint.kind == "free" else ("qw", "qx", "qy", "qz")
+                offset = index - joint.qpos
+            else:
+                labels = (("vx", "vy", "vz", "wx", "wy", "wz") if joint.kind == "free" else ("wx", "wy", "wz"))
+                offset = index - self.nq - joint.dof
+            if 0 <= offset < len(labels):
+                return f"{name} ({joint.kind} joint {joint.name!r}, {labels[offset]})"
+        return name
+
+    def describe(self) -> str:
+        """Which state entries are which joint: spelled out in errors about a state's shape."""
+        parts = [joint.describe() for joint in self.rotation_joints]
+        scalar_q, _ = self.scalar_qpos_dofs()
+        free_xyz = {joint.qpos + i for joint in self.rotation_joints if joint.kind == "free" for i in range(3)}
+        hinges = [i for i in scalar_q if i not in free_xyz]
+        if hinges:
+            parts.append(f"{len(hinges)} hinge/slide joint(s) at qpos {_ranges(hinges)}")
+        return f"state = [qpos ({self.nq}), qvel ({self.nv})]; " + "; ".join(parts)
 
     def without_contact_kinematics(self) -> StateLayout:
         """The layout less its contact kinematics: what must match between two models of one
@@ -175,6 +266,13 @@ class SimulatorConfig:
     model: ModelConfig
     integrator: IntegratorConfig
     normalisation: Normalisation
+
+
+def _ranges(indices: list[int]) -> str:
+    """``[7:23]`` for consecutive indices, else the list."""
+    if indices == list(range(indices[0], indices[-1] + 1)):
+        return f"[{indices[0]}:{indices[-1] + 1}]"
+    return str(indices)
 
 
 def default_normalisation(layout: StateLayout) -> Normalisation:
@@ -272,6 +370,7 @@ __all__ = [
     "ModelConfig",
     "NetworkConfig",
     "Normalisation",
+    "RotationJoint",
     "SimulatorConfig",
     "StateLayout",
     "default_normalisation",

@@ -27,7 +27,8 @@ class DataDomain:
     """Per state dimension, the range ``[low, high]`` of the training data, widened by
     ``margin * (high - low)`` on each side.
 
-    Unlimited hinge angles (fed to networks as sin and cos) and translation-invariant
+    Unlimited hinge angles (fed to networks as sin and cos), quaternions (any orientation
+    is a valid one; the networks see gravity in the body frame) and translation-invariant
     coordinates (never fed) are not checked: any value of them is inside.
 
     :param dims: the checked indices of ``[qpos, qvel]``.
@@ -57,7 +58,7 @@ class DataDomain:
             raise ValueError("a data domain needs at least one state, all finite")
         if not (np.isfinite(margin) and margin >= 0):
             raise ValueError(f"margin must be a finite fraction >= 0, got {margin}")
-        skipped = {*layout.angle_qpos, *layout.invariant_qpos}
+        skipped = {*layout.angle_qpos, *layout.invariant_qpos, *layout.quaternion_qpos}
         dims = tuple(i for i in range(layout.state_size) if i not in skipped)
         checked = states[:, list(dims)]
         return cls(dims, tuple(checked.min(0).tolist()), tuple(checked.max(0).tolist()), float(margin), len(states))

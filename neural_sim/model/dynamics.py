@@ -21,6 +21,7 @@ from torch import nn
 from neural_sim.model.config import ModelConfig, Normalisation, StateLayout
 from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.networks import MLP, ResNet
+from neural_sim.model.rotations import RotationKinematics
 
 # softplus(x + _UNIT_DIAGONAL) == 1 at x == 0: L starts as the identity.
 _UNIT_DIAGONAL = math.log(math.e - 1.0)
@@ -33,10 +34,12 @@ class StateFeatures(nn.Module):
     """Maps raw ``(q, v)`` and actions to the unit-scale inputs the networks see.
 
     Unlimited hinge angles become ``(sin, cos)``; translation-invariant coordinates are
-    dropped; all other positions and velocities are standardised; actions are mapped
-    from their bounds to ``[-1, 1]``. With ``contact_features``, the standardised heights
-    and vertical velocities of the points that can touch the floor join the velocities
-    (:meth:`contacts`).
+    dropped; a free joint's quaternion becomes gravity in its body frame and a ball joint's
+    two columns of its rotation (:class:`~neural_sim.model.rotations.RotationKinematics`),
+    and a free joint's linear velocity is seen in its body frame; all other positions and
+    velocities are standardised; actions are mapped from their bounds to ``[-1, 1]``. With
+    ``contact_features``, the standardised heights and vertical velocities of the points
+    that can touch the floor join the velocities (:meth:`contacts`).
 
     :raises ValueError: contact features for a layout without contact kinematics, or a
         normalisation without their statistics.
@@ -70,8 +73,9 @@ class StateFeatures(nn.Module):
                                  persistent=False)
             self.register_buffer("contact_std", torch.tensor(normalisation.contact_std, dtype=torch.float32),
                                  persistent=False)
+        self.rotations = RotationKinematics(layout)
         angle = set(layout.angle_qpos)
-        skip = angle | set(layout.invariant_qpos)
+        skip = angle | set(layout.invariant_qpos) | set(layout.quaternion_qpos)
         linear = [i for i in range(layout.nq) if i not in skip]
         self.register_buffer("angle_idx", torch.tensor(sorted(angle), dtype=torch.long), persistent=False)
         self.register_buffer("linear_idx", torch.tensor(linear, dtype=torch.long), persistent=False)
@@ -85,18 +89,33 @@ class StateFeatures(nn.Module):
         high = torch.tensor(layout.action_high, dtype=torch.float32)
         self.register_buffer("u_center", (high + low) / 2, persistent=False)
         self.register_buffer("u_half_range", (high - low) / 2, persistent=False)
-        self.position_size = 2 * len(angle) + len(linear)
+        self.position_size = 2 * len(angle) + len(linear) + self.rotations.orientation_size
         self.velocity_size = layout.nv
+
+    @property
+    def foldable(self) -> bool:
+        """Whether the inputs are plain functions of each coordinate (no contact features,
+        no quaternions): what the fused layouts of :mod:`neural_sim.model.fused` fold."""
+        return not self.contact_size and not self.rotations.active
 
     def positions(self, q: torch.Tensor) -> torch.Tensor:
         """Features of the positions, ``[..., position_size]``."""
         angles = q[..., self.angle_idx]
         linear = (q[..., self.linear_idx] - self.q_mean) / self.q_std
-        return torch.cat([torch.sin(angles), torch.cos(angles), linear], dim=-1)
+        parts = [torch.sin(angles), torch.cos(angles), linear]
+        if self.rotations.active:
+            parts.append(self.rotations.orientation_features(q))
+        return torch.cat(parts, dim=-1)
 
     def velocities(self, v: torch.Tensor) -> torch.Tensor:
-        """Standardised velocities, ``[..., nv]``."""
+        """Standardised velocities ``[..., nv]`` (already in the body frame for a free joint's
+        linear velocity: :meth:`body_velocities`)."""
         return (v - self.v_mean) / self.v_std
+
+    def body_velocities(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Standardised velocities of the state ``(q, v)``, free joints' linear velocity
+        turned into their body frames."""
+        return self.velocities(self.rotations.to_body_frame(q, v))
 
     def actions(self, u: torch.Tensor) -> torch.Tensor:
         """Actions mapped from their bounds to ``[-1, 1]``."""
@@ -104,7 +123,7 @@ class StateFeatures(nn.Module):
 
     def state(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Features of the whole state: positions, velocities, then contact features if on."""
-        parts = [self.positions(q), self.velocities(v)]
+        parts = [self.positions(q), self.body_velocities(q, v)]
         if self.contact_heights is not None:
             parts.append((self.contact_heights(q, v) - self.contact_mean) / self.contact_std)
         return torch.cat(parts, dim=-1)
@@ -133,16 +152,25 @@ class VectorField(nn.Module):
         return self.features.actions(u)
 
     def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """Raw ``dv/dt`` at ``(q, v)`` under the action encoded in ``context``."""
+        """Raw ``dv/dt`` at ``(q, v)`` under the action encoded in ``context``, with free
+        joints' linear acceleration in their body frames (:meth:`forward` turns it back)."""
         raise NotImplementedError
 
     def forward(self, state: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
-        """``d state / dt`` for ``state = [q, v]`` (requires ``nq == nv``)."""
+        """``d state / dt`` for ``state = [q, v]``: ``dq/dt = v`` except for quaternions
+        (``q * (0, omega) / 2``)."""
         q, v = state[..., : self.layout.nq], state[..., self.layout.nq :]
+        rotations = self.features.rotations
         acceleration = self.acceleration(q, v, context)
+        if rotations.active:
+            acceleration = rotations.to_world_frame(q, acceleration)
         lag = self.layout.velocity_lag
-        position_rate = v + lag * acceleration if lag else v
-        return torch.cat([position_rate, acceleration], dim=-1)
+        velocity = v + lag * acceleration if lag else v
+        return torch.cat([rotations.position_rate(q, velocity), acceleration], dim=-1)
+
+    def project(self, state: torch.Tensor) -> torch.Tensor:
+        """``state`` with its quaternions back on the unit sphere (after an integration step)."""
+        return self.features.rotations.project(state)
 
 
 class MoSimField(VectorField):
@@ -260,14 +288,9 @@ class ResidualField(VectorField):
 def build_vector_field(layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> VectorField:
     """Build the field named by ``config.architecture``.
 
-    :raises ValueError: for an unknown architecture, or a robot whose ``nq != nv``
-        (free and ball joints need quaternion kinematics, not supported yet).
+    :raises ValueError: for an unknown architecture, or a layout whose ``nq`` is not ``nv``
+        plus one per free or ball joint.
     """
-    if layout.nq != layout.nv:
-        raise ValueError(
-            f"nq={layout.nq} != nv={layout.nv}: robots with free or ball joints are not supported yet "
-            "(their positions need quaternion kinematics, dq/dt != v)"
-        )
     if config.architecture == "mosim":
         return MoSimField(layout, normalisation, config)
     if config.architecture == "residual":

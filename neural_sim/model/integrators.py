@@ -17,6 +17,7 @@ from neural_sim.model.config import IntegratorConfig, IntegratorMethod
 
 if TYPE_CHECKING:
     from neural_sim.model.dynamics import VectorField
+    from neural_sim.model.rotations import RotationKinematics
 
 #: Methods accepted in :class:`~neural_sim.model.config.IntegratorConfig` (its literal type).
 METHODS: tuple[str, ...] = get_args(IntegratorMethod)
@@ -39,7 +40,8 @@ def check_integrator(config: IntegratorConfig) -> None:
 
 
 def integrate_step(
-    derivative: StateDerivative, state: torch.Tensor, dt: float, config: IntegratorConfig
+    derivative: StateDerivative, state: torch.Tensor, dt: float, config: IntegratorConfig,
+    project: Callable[[torch.Tensor], torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """Advance ``state`` by ``dt`` under the autonomous ODE ``d state/dt = derivative(state)``.
 
@@ -50,6 +52,8 @@ def integrate_step(
         config: method and its settings. ``rk4`` takes ``substeps`` equal steps (torchdiffeq's
             fixed-grid ``rk4``); ``dopri5`` adapts its step to ``rtol``/``atol``, with one
             step size shared by the whole batch.
+        project: maps a state onto its manifold (unit quaternions) before the step and
+            after each rk4 substep, or after the dopri5 step; ``None`` for a flat state.
 
     Returns:
         ``[B, n]`` state at the end of the step.
@@ -61,6 +65,14 @@ def integrate_step(
     def rhs(_t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return derivative(y)
 
+    if project is not None:
+        state = project(state)  # MuJoCo reads a quaternion q as q / |q|: so does the model
+    if config.method == "rk4" and project is not None:
+        # One torchdiffeq step per substep, each projected: as FixedStepRK4 does.
+        substep_times = torch.tensor([0.0, dt / config.substeps], dtype=state.dtype, device=state.device)
+        for _ in range(config.substeps):
+            state = project(odeint(rhs, state, substep_times, method="rk4")[-1])
+        return state
     if config.method == "rk4":
         substeps = config.substeps
 
@@ -75,7 +87,7 @@ def integrate_step(
     else:
         check_integrator(config)
         raise AssertionError("unreachable")
-    return solution[-1]
+    return solution[-1] if project is None else project(solution[-1])
 
 
 class FixedStepRK4(torch.nn.Module):
@@ -87,16 +99,22 @@ class FixedStepRK4(torch.nn.Module):
     :param field: the vector field (``encode_action`` and ``field(y, context)``).
     :param dt: the control step in seconds.
     :param substeps: equal rk4 steps per control step.
+    :param projection: a module mapping states back onto their manifold after each substep
+        (a layout's :class:`~neural_sim.model.rotations.RotationKinematics`), or ``None``.
     """
 
-    def __init__(self, field: VectorField, dt: float, substeps: int) -> None:
+    def __init__(self, field: VectorField, dt: float, substeps: int,
+                 projection: RotationKinematics | None = None) -> None:
         super().__init__()
         self.field, self.h, self.substeps = field, dt / substeps, substeps
+        self.projection = projection
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``[B, nq + nv]`` states one control step after ``states`` under ``actions``."""
         context = self.field.encode_action(actions)
         y, h = states, self.h
+        if self.projection is not None:
+            y = self.projection.project(y)  # MuJoCo reads a quaternion q as q / |q|: so does the model
         for _ in range(self.substeps):
             # The same arithmetic as written out in torchdiffeq, in fused ``add(x, y, alpha)``
             # form: about half the operations.
@@ -105,4 +123,6 @@ class FixedStepRK4(torch.nn.Module):
             k3 = self.field(torch.add(y, torch.add(k2, k1, alpha=-1 / 3), alpha=h), context)
             k4 = self.field(torch.add(y, k1 - k2 + k3, alpha=h), context)
             y = torch.add(y, torch.add(torch.add(k1, k2 + k3, alpha=3), k4), alpha=h / 8)
+            if self.projection is not None:
+                y = self.projection.project(y)
         return y

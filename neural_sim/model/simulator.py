@@ -14,6 +14,7 @@ from neural_sim.model.config import IntegratorConfig, SimulatorConfig
 from neural_sim.model.dynamics import MoSimField, ResidualField, VectorField, build_vector_field
 from neural_sim.model.fused import FusedMoSimField, FusedResidualField
 from neural_sim.model.integrators import FixedStepRK4, check_integrator, integrate_step
+from neural_sim.model.rotations import check_quaternions
 from neural_sim.model.tracing import TracedFunction
 
 ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
@@ -157,7 +158,8 @@ class Simulator:
     def predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """One step on float32 tensors already on ``device``; no input checks."""
         context = self.field.encode_action(actions)
-        return integrate_step(lambda y: self.field(y, context), states, self.dt, self.config.integrator)
+        project = self.field.project if self.field.features.rotations.active else None
+        return integrate_step(lambda y: self.field(y, context), states, self.dt, self.config.integrator, project)
 
     def predict_rollout(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """``[B, H, nq + nv]`` open-loop rollout on tensors; no input checks."""
@@ -193,15 +195,17 @@ class Simulator:
 
     def _fast_step_module(self) -> torch.nn.Module:
         field: VectorField = self.field
+        rotations = self.field.features.rotations
         # The fused layouts fold the inputs of plain (q, v, u) fields; a field with contact
-        # features is traced as it is.
-        if not field.features.contact_size:
+        # features or quaternions is traced as it is.
+        if self.field.features.foldable:
             if isinstance(field, MoSimField):
                 field = FusedMoSimField(field)
             elif isinstance(field, ResidualField):
                 field = FusedResidualField(field)
         # The fused layouts build their tensors on the CPU: follow the field's device.
-        return FixedStepRK4(field, self.dt, self.config.integrator.substeps).to(self.device)
+        return FixedStepRK4(field, self.dt, self.config.integrator.substeps,
+                            rotations if rotations.active else None).to(self.device)
 
     # -- input checking ---------------------------------------------------------------
     def _check_inputs(
@@ -213,8 +217,9 @@ class Simulator:
         action_shape = "[B, H, nu]" if rollout else "[B, nu]"
         unbatched = state_t.dim() == 1
         if state_t.dim() not in (1, 2) or state_t.shape[-1] != n:
+            layout = f"; {self.config.layout.describe()}" if self.config.layout.rotation_joints else ""
             raise InputError(
-                f"states must have shape [B, {n}] or [{n}] (nq={self.nq} + nv={self.nv}), "
+                f"states must have shape [B, {n}] or [{n}] (nq={self.nq} + nv={self.nv}{layout}), "
                 f"got {tuple(state_t.shape)}"
             )
         expected_dim = (2 if rollout else 1) + (0 if unbatched else 1)
@@ -234,6 +239,8 @@ class Simulator:
             raise InputError("states contain NaN or inf")
         if not torch.isfinite(action_t).all():
             raise InputError("actions contain NaN or inf")
+        if self.config.layout.rotation_joints:
+            check_quaternions(state_t.detach().cpu().numpy(), self.config.layout, "states")
         too_low = action_t < self._action_low - ACTION_TOLERANCE
         too_high = action_t > self._action_high + ACTION_TOLERANCE
         if (too_low | too_high).any():

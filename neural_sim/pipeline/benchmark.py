@@ -43,6 +43,7 @@ from neural_sim.pipeline.rollout_errors import (
     STEADY_STATE_STEP,
     RolloutFn,
     hold_last_state,
+    orientation_errors,
     rollout_errors,
     sample_windows,
 )
@@ -103,7 +104,9 @@ def benchmark(
         the exponent is averaged over.
     :param lyapunov_steps: steps of each, counted from step 100 of its sequence.
     :return: a JSON-ready dict: ``horizons`` -> {``mse``, ``hold_last_state_mse``,
-        ``ablation_mse``, ``per_dimension``}, ``error_vs_step`` (the longest horizon),
+        ``ablation_mse``, ``per_dimension``, and for robots with free or ball joints
+        ``orientation_error_deg`` per joint (mean rotation angle between predicted and true
+        orientation; also for each baseline)}, ``error_vs_step`` (the longest horizon),
         ``ablation``, ``lyapunov``, the test data description, costs and ``command``.
     """
     if lyapunov and (lyapunov_trajectories < 2 or lyapunov_steps <= TRANSIENT_STEPS):
@@ -139,6 +142,12 @@ def benchmark(
                 float(x) for x in errors.mean((0, 1))]
             if h == max(horizons):
                 curves[name] = [float(x) for x in errors.mean((0, 2))]
+            if layout.rotation_joints:
+                # Orientation as an angle: the quaternion's MSE says little about it.
+                angles = orientation_errors(predict, windows, layout)
+                key = "orientation_error_deg" if name == "model" else f"{name}_orientation_error_deg"
+                row[key] = {joint.name: float(np.degrees(angles[..., j].mean()))
+                            for j, joint in enumerate(layout.rotation_joints)}
         # The model as environments step it (traced, fused) must match the reference path.
         row["fast_path_mse"] = float(rollout_errors(simulator.fast_rollout, windows).mean())
         difference = abs(row["fast_path_mse"] - row["mse"])

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 
 from neural_sim.errors import NeuralSimError
+from neural_sim.model.config import StateLayout
+from neural_sim.model.rotations import angle_between
 from neural_sim.pipeline.collect import Dataset
 
 #: Windows start at or after this step of a sequence (the paper's steady-state cut).
@@ -62,6 +64,21 @@ def rollout_errors(rollout: RolloutFn, windows: Windows, batch_size: int = 4096)
         predicted = rollout(windows.start_states[batch], windows.actions[batch])
         errors.append((predicted - windows.targets[batch]).double() ** 2)
     return torch.cat(errors)
+
+
+@torch.no_grad()
+def orientation_errors(rollout: RolloutFn, windows: Windows, layout: StateLayout,
+                       batch_size: int = 4096) -> np.ndarray:
+    """Rotation angles in radians ``[W, H, J]`` between the predicted and true orientation
+    of each free or ball joint along open-loop rollouts over ``windows``."""
+    quaternions = [list(joint.quaternion_qpos) for joint in layout.rotation_joints]
+    errors = []
+    for i in range(0, len(windows.start_states), batch_size):
+        batch = slice(i, i + batch_size)
+        predicted = rollout(windows.start_states[batch], windows.actions[batch]).double().numpy()
+        target = windows.targets[batch].double().numpy()
+        errors.append(np.stack([angle_between(predicted[..., q], target[..., q]) for q in quaternions], axis=-1))
+    return np.concatenate(errors)
 
 
 def hold_last_state(start_states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ from neural_sim.model.config import (
 )
 from neural_sim.model.dynamics import MoSimField, VectorField
 from neural_sim.model.kinematics import ContactHeights
+from neural_sim.model.rotations import RotationKinematics
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.card import write_card
 from neural_sim.pipeline.collect import Dataset
@@ -146,6 +147,14 @@ def compute_normalisation(dataset: Dataset, spec: RobotSpec, contact_features: b
     states = dataset.states.reshape(-1, layout.state_size)
     q, v = states[:, : layout.nq], states[:, layout.nq :]
     accelerations = np.diff(dataset.states[..., layout.nq :], axis=1).reshape(-1, layout.nv) / layout.dt
+    if layout.rotation_joints:
+        # Networks see a free joint's linear velocity, and give its acceleration, in its
+        # body frame: standardise them there.
+        rotations = RotationKinematics(layout).double()
+        with torch.no_grad():
+            q_start = torch.from_numpy(np.ascontiguousarray(dataset.states[:, :-1, : layout.nq].reshape(-1, layout.nq)))
+            accelerations = rotations.to_body_frame(q_start, torch.from_numpy(accelerations)).numpy()
+            v = rotations.to_body_frame(torch.from_numpy(q), torch.from_numpy(np.ascontiguousarray(v))).numpy()
 
     def std(x: np.ndarray) -> tuple[float, ...]:
         s = x.std(0)

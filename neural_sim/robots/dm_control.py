@@ -25,6 +25,8 @@ DM_CONTROL_ROBOTS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "cheetah": ("cheetah", "run", ("rootx",)),
     "hopper": ("hopper", "hop", ("rootx",)),
     "walker": ("walker", "walk", ("rootx",)),
+    "quadruped": ("quadruped", "walk", ("root",)),
+    "humanoid": ("humanoid", "stand", ("root",)),
 }
 
 
@@ -36,13 +38,17 @@ def domain_tasks(domain: str) -> tuple[str, ...]:
 
 
 def same_robot_tasks(domain: str, model: Any) -> tuple[str, ...]:
-    """The domain's stock tasks that run this very robot (cartpole's ``two_poles`` and
-    ``three_poles`` load a different one)."""
-    dims = (model.nq, model.nv, model.nu)
+    """The domain's stock tasks that run this very robot on the same ground (cartpole's
+    ``two_poles`` and ``three_poles`` load a different robot, quadruped's ``fetch`` adds a
+    ball and ``escape`` rough terrain)."""
+    def signature(m: Any) -> tuple[int, ...]:
+        return (m.nq, m.nv, m.nu, m.nbody, m.ngeom)
+
+    dims = signature(model)
     tasks = []
     for task in domain_tasks(domain):
         env = suite.load(domain, task)
-        if (env.physics.model.nq, env.physics.model.nv, env.physics.model.nu) == dims:
+        if signature(env.physics.model) == dims:
             tasks.append(task)
         env.close()
     return tuple(tasks)

@@ -24,8 +24,9 @@ from neural_sim.robots.base import RobotInfo, RobotSpec
 from neural_sim.robots.mujoco_model import state_layout
 
 SOURCE = "gymnasium"
-#: Joints whose coordinate never changes the dynamics (the world is flat and endless in x).
-INVARIANT_JOINTS = ("rootx",)
+#: Joints whose coordinate never changes the dynamics (the world is flat and endless): a
+#: planar robot's ``rootx``, a floating robot's free ``root`` (its x and y).
+INVARIANT_JOINTS = ("rootx", "root")
 
 
 def is_gymnasium_mujoco_id(name: str) -> bool:

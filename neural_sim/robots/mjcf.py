@@ -14,6 +14,7 @@ import os
 from collections import OrderedDict
 from pathlib import Path
 
+import mujoco as mujoco_lib
 import numpy as np
 from dm_control import mujoco
 from dm_control.suite import base
@@ -21,7 +22,7 @@ from dm_control.suite import base
 from neural_sim.errors import InputError, UnknownNameError
 from neural_sim.robots.base import RobotInfo, RobotSpec
 from neural_sim.robots.dm_control import DmControlTask
-from neural_sim.robots.mujoco_model import state_layout
+from neural_sim.robots.mujoco_model import free_joint_names, state_layout
 
 SOURCE = "mjcf"
 PASSIVE_TASK = "passive"
@@ -33,7 +34,7 @@ class PassiveTask(base.Task):
     """Observe the state, reward nothing: the task every MJCF robot has.
 
     Episodes start at keyframe 0 (or the model's reference pose ``qpos0``) plus uniform
-    noise of ``noise`` on every position and velocity.
+    noise of ``noise`` on every position and velocity (quaternions renormalised).
 
     :param noise: half-width of the uniform start noise.
     :param random: seed or ``RandomState`` of the noise.
@@ -49,6 +50,7 @@ class PassiveTask(base.Task):
         start = model.key_qpos[0] if model.nkey else model.qpos0
         physics.data.qpos[:] = start + self.random.uniform(-self.noise, self.noise, size=model.nq)
         physics.data.qvel[:] = self.random.uniform(-self.noise, self.noise, size=model.nv)
+        mujoco_lib.mj_normalizeQuat(model.ptr, physics.data.qpos)
         super().initialize_episode(physics)
 
     def get_observation(self, physics: mujoco.Physics) -> OrderedDict[str, np.ndarray]:
@@ -95,16 +97,19 @@ def mjcf_task(
     return DmControlTask.custom(physics, task, Path(xml).name, seed)
 
 
-def mjcf_robot_spec(xml: str | os.PathLike[str], invariant_joints: tuple[str, ...] = ("rootx",)) -> RobotSpec:
+def mjcf_robot_spec(xml: str | os.PathLike[str], invariant_joints: tuple[str, ...] | None = None) -> RobotSpec:
     """The :class:`RobotSpec` of an MJCF robot; its control timestep is the physics timestep.
 
     :param invariant_joints: joints whose coordinate never changes the dynamics (hidden
-        from the networks).
+        from the networks). Default: a slide named ``rootx`` and every free joint (its x
+        and y: a robot on flat ground, or in free space, moves alike wherever it is).
     """
     path = Path(xml)
     bridge = mjcf_task(path, PASSIVE_TASK)
     try:
         model = bridge.physics.model.ptr
+        if invariant_joints is None:
+            invariant_joints = ("rootx", *free_joint_names(model))
         info = RobotInfo(
             name=path.stem,
             source=SOURCE,

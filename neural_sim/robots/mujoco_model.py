@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from neural_sim.model.config import ContactKinematics, StateLayout
+from neural_sim.model.config import ContactKinematics, RotationJoint, StateLayout
 
 
 def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
@@ -17,7 +17,8 @@ def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
 
     :param dt: the control timestep.
     :param action_space: the source env's action bounds.
-    :param invariant_joints: names of translation-invariant joints (``rootx``).
+    :param invariant_joints: names of translation-invariant joints: a slide (``rootx``), or
+        a free joint whose x and y do not change the dynamics (a robot on flat ground).
     """
     return StateLayout(
         nq=int(model.nq),
@@ -30,6 +31,32 @@ def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
         invariant_qpos=invariant_qpos(model, invariant_joints),
         velocity_lag=velocity_lag(model),
         contact_kinematics=contact_kinematics(model),
+        rotation_joints=rotation_joints(model),
+    )
+
+
+def joint_name(model: mujoco.MjModel, joint: int) -> str:
+    """A joint's name, ``"joint<id>"`` for an unnamed one (MJCF's ``<freejoint/>``)."""
+    return mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint) or f"joint{joint}"
+
+
+def free_joint_names(model: mujoco.MjModel) -> tuple[str, ...]:
+    """Names of the free joints (:func:`joint_name`)."""
+    return tuple(joint_name(model, j) for j in range(model.njnt) if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE)
+
+
+def rotation_joints(model: mujoco.MjModel) -> tuple[RotationJoint, ...]:
+    """The free and ball joints, whose orientation is a unit quaternion."""
+    kinds = {int(mujoco.mjtJoint.mjJNT_FREE): "free", int(mujoco.mjtJoint.mjJNT_BALL): "ball"}
+    return tuple(
+        RotationJoint(
+            name=joint_name(model, joint),
+            kind=kinds[int(model.jnt_type[joint])],  # type: ignore[arg-type]
+            qpos=int(model.jnt_qposadr[joint]),
+            dof=int(model.jnt_dofadr[joint]),
+        )
+        for joint in range(model.njnt)
+        if int(model.jnt_type[joint]) in kinds
     )
 
 
@@ -43,12 +70,15 @@ def angle_qpos(model: mujoco.MjModel) -> tuple[int, ...]:
 
 
 def invariant_qpos(model: mujoco.MjModel, joint_names: tuple[str, ...]) -> tuple[int, ...]:
-    """Qpos indices of the named joints (translation-invariant coordinates, e.g. ``rootx``)."""
-    return tuple(
-        int(model.jnt_qposadr[joint])
-        for joint in range(model.njnt)
-        if mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint) in joint_names
-    )
+    """Qpos indices of the named joints (translation-invariant coordinates: a slide's
+    ``rootx``, a free joint's x and y)."""
+    indices: list[int] = []
+    for joint in range(model.njnt):
+        if joint_name(model, joint) in joint_names:
+            adr = int(model.jnt_qposadr[joint])
+            free = model.jnt_type[joint] == mujoco.mjtJoint.mjJNT_FREE
+            indices += [adr, adr + 1] if free else [adr]
+    return tuple(indices)
 
 
 def velocity_lag(model: mujoco.MjModel) -> float:

@@ -1,0 +1,260 @@
+"""Free and ball joints: quaternion kinematics, invariant inputs, and every layer taking them."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import OrderedDict
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from dm_control.suite import base
+from gymnasium.utils.env_checker import check_env
+from stable_baselines3.common.env_checker import check_env as sb3_check_env
+
+import neural_sim
+from neural_sim.envs.single import NeuralSimEnv
+from neural_sim.envs.vector import NeuralSimVectorEnv
+from neural_sim.errors import InputError
+from neural_sim.model.config import (
+    IntegratorConfig,
+    ModelConfig,
+    NetworkConfig,
+    RotationJoint,
+    SimulatorConfig,
+    StateLayout,
+    default_normalisation,
+)
+from neural_sim.model.domain import DataDomain
+from neural_sim.model.rotations import angle_between, quaternion_multiply
+from neural_sim.model.simulator import Simulator
+from neural_sim.pipeline.collect import collect
+from neural_sim.pipeline.train import TrainConfig, train
+from neural_sim.robots import robot_spec
+
+BOX_LEGS = Path(__file__).resolve().parents[1] / "examples" / "custom_robot" / "box_legs.xml"
+TINY_RESIDUAL = ModelConfig(architecture="residual", residual=NetworkConfig(1, 32))
+TINY_MOSIM = ModelConfig(position_encoder=NetworkConfig(1, 16), state_encoder=NetworkConfig(1, 16),
+                         action_encoder=NetworkConfig(0, 8), correctors=(NetworkConfig(1, 16),))
+
+
+def floating_layout(ball: bool = False) -> StateLayout:
+    """A free root (7 qpos, 6 qvel), two hinges and optionally a ball joint, x and y invariant."""
+    joints = [RotationJoint("root", "free", 0, 0)]
+    nq, nv = 9, 8
+    if ball:
+        joints.append(RotationJoint("neck", "ball", 9, 8))
+        nq, nv = 13, 11
+    return StateLayout(nq=nq, nv=nv, nu=2, dt=0.02, action_low=(-1.0, -1.0), action_high=(1.0, 1.0),
+                       invariant_qpos=(0, 1), rotation_joints=tuple(joints))
+
+
+def simulator(layout: StateLayout, model: ModelConfig = TINY_RESIDUAL, seed: int = 0,
+              substeps: int = 1) -> Simulator:
+    torch.manual_seed(seed)
+    config = SimulatorConfig(layout, model, IntegratorConfig(substeps=substeps), default_normalisation(layout))
+    return Simulator(config)
+
+
+def random_states(layout: StateLayout, n: int, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    states = rng.normal(size=(n, layout.state_size))
+    for joint in layout.rotation_joints:
+        idx = list(joint.quaternion_qpos)
+        states[:, idx] /= np.linalg.norm(states[:, idx], axis=1, keepdims=True)
+    return states
+
+
+def yaw_quaternion(angle: float) -> np.ndarray:
+    return np.array([math.cos(angle / 2), 0.0, 0.0, math.sin(angle / 2)])
+
+
+def turned_about_z(states: np.ndarray, angle: float) -> np.ndarray:
+    """The same states with the whole robot turned by ``angle`` about the world z axis and
+    moved in x, y: a free root's position, orientation and world-frame linear velocity turn."""
+    c, s = math.cos(angle), math.sin(angle)
+    turn = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
+    out = states.copy()
+    out[:, 0:3] = states[:, 0:3] @ turn.T + np.array([3.0, -2.0, 0.0])
+    yaw = torch.tensor(yaw_quaternion(angle)).expand(len(states), 4)
+    out[:, 3:7] = quaternion_multiply(yaw, torch.tensor(states[:, 3:7])).numpy()
+    nq = 9 if states.shape[1] == 17 else 13
+    out[:, nq:nq + 3] = states[:, nq:nq + 3] @ turn.T
+    return out
+
+
+@pytest.mark.parametrize("ball", [False, True])
+def test_a_field_with_zero_acceleration_turns_a_body_by_the_exponential_of_its_angular_velocity(ball: bool) -> None:
+    layout = floating_layout(ball)
+    sim = simulator(layout)
+    for parameter in sim.field.parameters():
+        parameter.data.zero_()  # the residual network outputs 0: constant velocities
+    state = random_states(layout, 1)[0]
+    omega = np.array([0.7, -1.3, 2.1])
+    state[layout.nq + 3: layout.nq + 6] = omega
+    after = sim.step(state.astype(np.float64), np.zeros(2))
+    # q(t) = q0 * exp(omega t / 2) for a body-frame omega, exactly.
+    t, norm = layout.dt, np.linalg.norm(omega)
+    turn = np.concatenate([[math.cos(norm * t / 2)], math.sin(norm * t / 2) * omega / norm])
+    expected = quaternion_multiply(torch.tensor(state[3:7]), torch.tensor(turn)).numpy()
+    np.testing.assert_allclose(after[3:7], expected, atol=1e-6)
+    np.testing.assert_allclose(after[0:3], state[0:3] + t * state[layout.nq: layout.nq + 3], atol=1e-6)
+
+
+@pytest.mark.parametrize("path", ["fast", "torchdiffeq"])
+def test_quaternions_stay_unit_and_never_flip_sign_over_10000_steps(path: str) -> None:
+    layout = floating_layout(ball=True)
+    sim = simulator(layout, substeps=2)
+    for parameter in sim.field.parameters():
+        parameter.data.zero_()
+    states = torch.tensor(random_states(layout, 8), dtype=torch.float32)
+    states[:, layout.nq:] = torch.randn(8, layout.nv) * 5  # fast spins: 0.1-0.3 rad per step
+    actions = torch.zeros(8, 2)
+    step = sim.fast_predict if path == "fast" else sim.predict
+    trajectory = [states]
+    with torch.no_grad():
+        for _ in range(10_000 if path == "fast" else 200):
+            trajectory.append(step(trajectory[-1], actions))
+    quaternions = torch.stack(trajectory)[..., list(layout.quaternion_qpos)].unflatten(-1, (2, 4))
+    assert float((quaternions.norm(dim=-1) - 1).abs().max()) < 1e-5
+    # Consecutive quaternions on the same side of the sphere: no sign flip.
+    assert float((quaternions[1:] * quaternions[:-1]).sum(-1).min()) > 0.9
+
+
+@pytest.mark.parametrize("model", [TINY_RESIDUAL, TINY_MOSIM], ids=["residual", "mosim"])
+def test_heading_and_horizontal_position_do_not_change_the_predicted_motion(model: ModelConfig) -> None:
+    layout = floating_layout(ball=True)
+    sim = simulator(layout, model)
+    states = random_states(layout, 16)
+    actions = np.random.default_rng(1).uniform(-1, 1, size=(16, 2))
+    for angle in (0.4, 2.5, -1.9):
+        predicted_then_turned = turned_about_z(sim.step(states, actions), angle)
+        turned_then_predicted = sim.step(turned_about_z(states, angle), actions)
+        assert angle_between(predicted_then_turned[:, 3:7], turned_then_predicted[:, 3:7]).max() < 1e-5
+        np.testing.assert_allclose(turned_then_predicted, predicted_then_turned, atol=2e-5)
+
+
+def test_a_quaternion_and_its_negative_give_the_same_motion() -> None:
+    layout = floating_layout(ball=True)
+    sim = simulator(layout)
+    states = random_states(layout, 8)
+    flipped = states.copy()
+    flipped[:, 3:7] *= -1
+    flipped[:, 9:13] *= -1
+    actions = np.zeros((8, 2))
+    a, b = sim.step(states, actions), sim.step(flipped, actions)
+    assert angle_between(a[:, 3:7], b[:, 3:7]).max() < 1e-5
+    np.testing.assert_allclose(np.delete(a, [3, 4, 5, 6, 9, 10, 11, 12], 1),
+                               np.delete(b, [3, 4, 5, 6, 9, 10, 11, 12], 1), atol=1e-5)
+
+
+def test_a_state_of_the_wrong_size_is_refused_with_the_layout_spelled_out() -> None:
+    sim = simulator(floating_layout())
+    with pytest.raises(InputError, match=r"qpos\[0:7\] / qvel\[0:6\]: free joint 'root' \(qpos: x, y, z, qw"):
+        sim.step(np.zeros(16), np.zeros(2))
+
+
+def test_a_quaternion_of_the_wrong_norm_is_refused_naming_the_joint() -> None:
+    layout = floating_layout(ball=True)
+    sim = simulator(layout)
+    states = random_states(layout, 3)
+    states[2, 9:13] *= 1.5
+    with pytest.raises(InputError, match=r"states\[2\]: the quaternion of ball joint 'neck' \(qpos\[9:13\].*norm 1.5"):
+        sim.step(states, np.zeros((3, 2)))
+
+
+def test_a_quaternion_slightly_off_the_sphere_is_read_as_mujoco_reads_it() -> None:
+    # Gymnasium's Ant resets add noise to the quaternion; MuJoCo reads q as q / |q|.
+    layout = floating_layout(ball=True)
+    sim = simulator(layout)
+    states = random_states(layout, 4)
+    scaled = states.copy()
+    scaled[:, 3:7] *= 1.15
+    scaled[:, 9:13] *= 0.9
+    actions = np.zeros((4, 2))
+    np.testing.assert_allclose(sim.step(scaled, actions), sim.step(states, actions), atol=1e-6)
+
+
+def test_a_layout_whose_sizes_do_not_add_up_is_refused() -> None:
+    layout = dataclasses.replace(floating_layout(), nq=10)
+    with pytest.raises(ValueError, match="nq=10 must equal nv=8 plus one per free or ball joint"):
+        simulator(layout)
+
+
+def test_the_data_domain_does_not_check_quaternions_or_horizontal_position() -> None:
+    layout = floating_layout(ball=True)
+    domain = DataDomain.from_states(random_states(layout, 100), layout)
+    assert not {0, 1, 3, 4, 5, 6, 9, 10, 11, 12} & set(domain.dims)
+
+
+def test_the_quadruped_spec_declares_its_free_root_and_same_ground_tasks() -> None:
+    spec = robot_spec("quadruped")
+    assert spec.layout.rotation_joints == (RotationJoint("root", "free", 0, 0),)
+    assert spec.layout.invariant_qpos == (0, 1)
+    assert spec.info.tasks == ("walk", "run")  # fetch adds a ball, escape rough terrain
+
+
+# -- a custom floating-base robot through the whole pipeline --------------------------------
+
+
+class Forward(base.Task):
+    """Run along +x: the user's task for the box-and-legs robot."""
+
+    def get_observation(self, physics):  # type: ignore[no-untyped-def]
+        return OrderedDict(position=physics.data.qpos[2:].copy(), velocity=physics.data.qvel.copy())
+
+    def get_reward(self, physics):  # type: ignore[no-untyped-def]
+        return float(physics.data.qvel[0])
+
+
+@pytest.fixture(scope="module")
+def box_legs_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    data = collect(str(BOX_LEGS), sequences=6, steps=150, seed=0, command="pytest")
+    out = tmp_path_factory.mktemp("floating") / "box_legs"
+    train(data, robot_spec(str(BOX_LEGS)), out, TINY_RESIDUAL,
+          config=TrainConfig(iterations=20, batch_size=64, eval_every=10), command="pytest", progress=False,
+          log=lambda _: None)
+    return out
+
+
+def test_a_floating_mjcf_robot_trains_and_its_envs_pass_both_checkers(box_legs_checkpoint: Path) -> None:
+    env = NeuralSimEnv(checkpoint=str(box_legs_checkpoint), task=Forward())
+    check_env(env, skip_render_check=True)
+    sb3_check_env(NeuralSimEnv(checkpoint=str(box_legs_checkpoint), task=Forward()))
+    ids = neural_sim.register_checkpoint(box_legs_checkpoint)
+    made = gym.make(ids[0], task=Forward())
+    made.reset(seed=0)
+    for _ in range(20):
+        _, reward, _, _, info = made.step(made.action_space.sample())
+        assert abs(np.linalg.norm(info["state"][3:7]) - 1) < 1e-6
+        assert np.isfinite(reward)
+
+
+def test_the_physics_backend_of_a_floating_robot_steps_real_mujoco(box_legs_checkpoint: Path) -> None:
+    oracle = NeuralSimEnv(checkpoint=str(box_legs_checkpoint), task=Forward(), backend="physics")
+    oracle.reset(seed=3)
+    for _ in range(30):
+        *_, info = oracle.step(oracle.action_space.sample())
+    assert abs(np.linalg.norm(info["state"][3:7]) - 1) < 1e-9
+
+
+def test_a_floating_robot_batched_env_steps_and_refuses_bad_reset_states(box_legs_checkpoint: Path) -> None:
+    env = NeuralSimVectorEnv(checkpoint=str(box_legs_checkpoint), num_envs=3, task=Forward())
+    env.reset(seed=0)
+    for _ in range(10):
+        _, rewards, _, _, info = env.step(env.action_space.sample())
+    assert np.isfinite(rewards).all()
+    np.testing.assert_allclose(np.linalg.norm(info["state"][:, 3:7], axis=1), 1, atol=1e-6)
+    single = NeuralSimEnv(checkpoint=str(box_legs_checkpoint), task=Forward())
+    start = single.reset(seed=0)[1]["state"]
+    bad = start.copy()
+    bad[3:7] = 0.0
+    with pytest.raises(InputError, match=r"free joint 'root'.*norm 0"):
+        single.reset(options={"state": bad})
+    bad = start.copy()
+    bad[11 + 4] = np.nan
+    with pytest.raises(InputError, match=r"NaN or inf \(first at qvel\[4\] \(free joint 'root', wy\)\)"):
+        single.reset(options={"state": bad})
