@@ -276,7 +276,7 @@ def test_next_step_resets_are_neither_predicted_nor_scored(monkeypatch: pytest.M
     assert not truncated[2:].any()
 
 
-@pytest.mark.parametrize("robot", ["acrobot", "walker", "HalfCheetah-v5"])  # native and physics-loop tasks
+@pytest.mark.parametrize("robot", ["acrobot", "walker", "HalfCheetah-v5", "hopper"])  # native and physics-loop tasks
 def test_a_next_step_step_in_which_every_env_resets_only_resets(robot: str,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     env = NeuralSimVectorEnv(3, robot, max_episode_steps=1)

@@ -17,6 +17,7 @@ from neural_sim.envs.vector import NeuralSimVectorEnv
 from neural_sim.errors import InputError
 from neural_sim.robots import DmControlTask
 from neural_sim.robots.batched import BridgeLoopTask, make_batched_task, tolerance
+from neural_sim.robots.gymnasium_mujoco import GymnasiumMujocoTask
 
 TASKS = [("acrobot", "swingup"), ("acrobot", "swingup_sparse"), ("pendulum", "swingup"), ("cheetah", "run"),
          ("walker", "stand"), ("walker", "walk"), ("walker", "run"), ("cartpole", "swingup"),
@@ -56,6 +57,34 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
     reset_expected, reset_found = reference.observations(states), native.observations(states)
     for key in reset_expected:
         np.testing.assert_allclose(reset_found[key], reset_expected[key], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize(("env_id", "env_kwargs"), [
+    ("HalfCheetah-v5", {}),
+    ("HalfCheetah-v5", {"forward_reward_weight": 0.7, "ctrl_cost_weight": 0.3,
+                        "exclude_current_positions_from_observation": False}),
+    ("InvertedPendulum-v5", {}),
+])
+def test_native_gymnasium_tasks_equal_the_envs_own_step(env_id: str, env_kwargs: dict) -> None:
+    native = make_batched_task(GymnasiumMujocoTask(env_id, env_kwargs=env_kwargs))
+    assert native.native
+    reference = BridgeLoopTask(GymnasiumMujocoTask(env_id, env_kwargs=env_kwargs))
+    rng = np.random.default_rng(0)
+    size = {"HalfCheetah-v5": 18, "InvertedPendulum-v5": 4}[env_id]
+    nu = {"HalfCheetah-v5": 6, "InvertedPendulum-v5": 1}[env_id]
+    bound = {"HalfCheetah-v5": 1.0, "InvertedPendulum-v5": 3.0}[env_id]
+    previous = torch.as_tensor(rng.normal(size=(300, size)))
+    states = previous + torch.as_tensor(rng.normal(size=(300, size)) * 0.2)
+    states[:5, 3] = float("nan") if env_id == "InvertedPendulum-v5" else states[:5, 3]  # diverged: terminates
+    actions = rng.uniform(-bound, bound, size=(300, nu))
+    expected, found = reference.step(previous, actions, states), native.step(previous, actions, states)
+    np.testing.assert_allclose(found[0], expected[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(found[1], expected[1], rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(found[2], expected[2])
+    np.testing.assert_array_equal(found[3], expected[3])
+    if env_id == "InvertedPendulum-v5":
+        assert 0 < found[2].mean() < 1  # poles inside and outside 0.2 rad both tested
+    np.testing.assert_allclose(native.observations(states), reference.observations(states), rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("task", ["easy", "hard"])

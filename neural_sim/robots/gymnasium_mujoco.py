@@ -72,6 +72,11 @@ class GymnasiumMujocoTask:
         self._last: tuple[Any, float, bool, dict[str, Any]] | None = None
         self.seed(seed)
 
+    @property
+    def env(self) -> MujocoEnv:
+        """The Gymnasium env itself, unwrapped (its settings: reward weights and the like)."""
+        return self._env
+
     # -- state ----------------------------------------------------------------------------
     def set_state(self, state: np.ndarray) -> None:
         """Write ``[qpos, qvel]`` with the env's own ``set_state`` (runs ``mj_forward``)."""

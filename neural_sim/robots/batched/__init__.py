@@ -3,7 +3,9 @@
 A :class:`BatchedTask` returns observations, rewards and terminations for ``[N, nq + nv]``
 states. Tasks with a torch-native implementation compute them without a Python loop over
 environments, one file per domain, found through :data:`NATIVE_TASKS`; each is tested equal
-to the stock dm_control definition (tolerance 1e-6). Every other task falls back to
+to the stock dm_control definition (tolerance 1e-6); Gymnasium envs' through
+:data:`GYMNASIUM_NATIVE_TASKS`, tested equal to the env's own ``step``. Every other task
+falls back to
 :class:`BridgeLoopTask`, which writes each state into the real ``Physics`` in turn: exact,
 but a Python loop. Adding a robot's native task adds a file and a row of the table.
 """
@@ -29,10 +31,12 @@ from neural_sim.robots.batched.base import (
 )
 from neural_sim.robots.batched.cartpole import CartpoleTask
 from neural_sim.robots.batched.cheetah import CheetahRun
+from neural_sim.robots.batched.gymnasium import HalfCheetahForward, InvertedPendulumBalance
 from neural_sim.robots.batched.pendulum import PendulumSwingUp
 from neural_sim.robots.batched.reacher import ReacherReach
 from neural_sim.robots.batched.walker import WalkerTask
 from neural_sim.robots.dm_control import DmControlTask
+from neural_sim.robots.gymnasium_mujoco import GymnasiumMujocoTask
 
 #: ``(dm_control domain, task) -> factory(bridge, num_envs)`` of the torch-native tasks.
 NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]] = {
@@ -45,6 +49,11 @@ NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]]
     ("reacher", "easy"): ReacherReach,
     ("reacher", "hard"): ReacherReach,
     **{("walker", task): (lambda bridge, _: WalkerTask(bridge)) for task in ("stand", "walk", "run")},
+}
+#: Gymnasium env id -> factory(bridge, num_envs) of the torch-native tasks.
+GYMNASIUM_NATIVE_TASKS: dict[str, Callable[[GymnasiumMujocoTask, int], BatchedTask]] = {
+    "HalfCheetah-v5": lambda bridge, _: HalfCheetahForward(bridge),
+    "InvertedPendulum-v5": lambda bridge, _: InvertedPendulumBalance(bridge),
 }
 
 
@@ -63,6 +72,10 @@ def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1
                 return factory(bridge, num_envs)
             except NotImplementedError:  # a model whose geometry the native task does not cover
                 pass
+    if native and isinstance(bridge, GymnasiumMujocoTask):
+        gymnasium_factory = GYMNASIUM_NATIVE_TASKS.get(bridge.env_id)
+        if gymnasium_factory is not None:
+            return gymnasium_factory(bridge, num_envs)
     if getattr(bridge, "has_episode_state", False):
         # One shared physics cannot hold a different target per env.
         raise InputError(
@@ -74,6 +87,7 @@ def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1
 
 
 __all__ = [
+    "GYMNASIUM_NATIVE_TASKS",
     "NATIVE_TASKS",
     "BatchedTask",
     "BridgeLoopTask",
