@@ -434,6 +434,14 @@ def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
     if "lyapunov" in results:
         lyapunov = results["lyapunov"]
         print(f"largest Lyapunov exponent (1/s): {lyapunov_summary(lyapunov)}")
+    elif "lyapunov_skipped" in results:
+        print(f"largest Lyapunov exponent: {results['lyapunov_skipped']}")
+    for horizon, row in results["horizons"].items():
+        if "orientation_error_deg" in row:
+            held = row["hold_last_state_orientation_error_deg"]
+            angles = ", ".join(f"{joint} {deg:.2f} (hold-last-state {held[joint]:.2f})"
+                               for joint, deg in row["orientation_error_deg"].items())
+            print(f"orientation error H={horizon} (degrees): {angles}")
     print(f"model cost: {results['ms_per_step_batch1']:.3f} ms per step at batch 1 (torchdiffeq), "
           f"{results['fast_ms_per_step_batch1']:.3f} ms (traced, as environments step)")
     if args.json:

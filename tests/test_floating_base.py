@@ -31,6 +31,7 @@ from neural_sim.model.config import (
 from neural_sim.model.domain import DataDomain
 from neural_sim.model.rotations import angle_between, quaternion_multiply
 from neural_sim.model.simulator import Simulator
+from neural_sim.pipeline.benchmark import benchmark
 from neural_sim.pipeline.collect import collect
 from neural_sim.pipeline.train import TrainConfig, train
 from neural_sim.robots import robot_spec
@@ -258,3 +259,12 @@ def test_a_floating_robot_batched_env_steps_and_refuses_bad_reset_states(box_leg
     bad[11 + 4] = np.nan
     with pytest.raises(InputError, match=r"NaN or inf \(first at qvel\[4\] \(free joint 'root', wy\)\)"):
         single.reset(options={"state": bad})
+
+
+def test_the_benchmark_reports_orientation_error_as_an_angle(box_legs_checkpoint: Path) -> None:
+    report = benchmark(box_legs_checkpoint, sequences=2, seed=1, horizons=(3, 16), windows_per_sequence=4)
+    for row in report["horizons"].values():
+        assert set(row["orientation_error_deg"]) == {"root"}
+        assert 0 <= row["orientation_error_deg"]["root"] < 180
+        assert 0 <= row["hold_last_state_orientation_error_deg"]["root"] < 180
+    assert "lyapunov" not in report and "free or ball joints" in report["lyapunov_skipped"]

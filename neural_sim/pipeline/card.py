@@ -274,6 +274,16 @@ def _accuracy_section(bench: dict[str, Any], model_samples: int | None,
             cells.append(_fmt(row.get("ablation_mse", "-")))
         lines.append(f"| {h} | " + " | ".join(cells) + " |")
     lines += ["", f"Test data: {bench.get('test_data', {})}.", ""]
+    orientation = {h: row for h, row in bench["horizons"].items() if "orientation_error_deg" in row}
+    if orientation:
+        lines += ["Orientation error of each free or ball joint (mean rotation angle between predicted and true "
+                  "orientation, degrees; hold-last-state in brackets): "
+                  + "; ".join(f"H={h}: " + ", ".join(
+                      f"{joint} {_fmt(deg)} ({_fmt(row['hold_last_state_orientation_error_deg'][joint])})"
+                      for joint, deg in row["orientation_error_deg"].items()) for h, row in orientation.items())
+                  + ".", ""]
+    if bench.get("lyapunov_skipped"):
+        lines += [f"Largest Lyapunov exponent: {bench['lyapunov_skipped']}.", ""]
     if "error_vs_step" in bench:
         lines += ["![error vs prediction step and per state dimension](benchmark.png)", ""]
     if ablation:
