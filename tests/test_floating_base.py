@@ -191,6 +191,17 @@ def test_the_data_domain_does_not_check_quaternions_or_horizontal_position() -> 
     assert not {0, 1, 3, 4, 5, 6, 9, 10, 11, 12} & set(domain.dims)
 
 
+def test_the_data_domain_checks_a_free_joints_velocity_whatever_the_heading() -> None:
+    layout = floating_layout()
+    states = random_states(layout, 200)
+    domain = DataDomain.from_states(states, layout, margin=1e-9)  # the data's own range, to rounding
+    assert domain.body_frame
+    for angle in (0.5, 2.0, -2.8):
+        assert not domain.outside(turned_about_z(states, angle), layout).any()
+    with pytest.raises(ValueError, match="pass the layout"):
+        domain.outside(states)
+
+
 def test_the_quadruped_spec_declares_its_free_root_and_same_ground_tasks() -> None:
     spec = robot_spec("quadruped")
     assert spec.layout.rotation_joints == (RotationJoint("root", "free", 0, 0),)

@@ -43,10 +43,10 @@ def test_every_shipped_checkpoint_knows_the_region_its_data_covers(robot: str) -
     domain = config.domain
     assert domain is not None and domain.samples > 0
     layout = config.simulator.layout
-    assert not {*layout.angle_qpos, *layout.invariant_qpos} & set(domain.dims)  # any value of those is fine
+    assert not {*layout.angle_qpos, *layout.invariant_qpos, *layout.quaternion_qpos} & set(domain.dims)
     assert all(low <= high for low, high in zip(domain.low, domain.high, strict=True))
     env = NeuralSimEnv(robot)
-    assert not domain.outside(env.reset_states).any()  # episodes start inside
+    assert not domain.outside(env.reset_states, layout).any()  # episodes start inside
 
 
 @pytest.mark.parametrize("robot", shipped_names())
@@ -121,7 +121,8 @@ def test_bang_bang_actions_never_leave_an_env_holding_a_state_outside_its_data(r
             actions = np.where((t // period) % 2 == 0, high, low)
             *_, info = env.step(actions)
             truncations += int(info["out_of_domain"].sum())
-            assert not domain.outside(info["state"]).any()  # whoever left was stopped at the last state inside
+            # Whoever left was stopped at the last state inside.
+            assert not domain.outside(info["state"], env.config.simulator.layout).any()
     if robot == "cheetah":  # full torque back and forth spins its joints faster than random actions ever did
         assert truncations > 0
 

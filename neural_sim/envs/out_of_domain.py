@@ -53,7 +53,7 @@ class DomainGuard:
         left = ~np.isfinite(predicted).all(-1)
         if self.domain is None:
             return left, None
-        outside = self.domain.outside(previous) | self.domain.outside(predicted)
+        outside = self.domain.outside(previous, self.layout) | self.domain.outside(predicted, self.layout)
         return left | outside.any(-1), outside
 
     def check(self, previous: np.ndarray, predicted: np.ndarray, actions: np.ndarray,

@@ -8,6 +8,7 @@ end an episode that leaves it.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from neural_sim.model.config import StateLayout
+from neural_sim.model.rotations import body_frame_states
 
 #: Margin added on each side, as a fraction of the data's range per dimension. Chosen with
 #: ``neural-sim fit-domain`` (held-out data the model never saw, per margin: how often a real
@@ -29,7 +31,10 @@ class DataDomain:
 
     Unlimited hinge angles (fed to networks as sin and cos), quaternions (any orientation
     is a valid one; the networks see gravity in the body frame) and translation-invariant
-    coordinates (never fed) are not checked: any value of them is inside.
+    coordinates (never fed) are not checked: any value of them is inside. A free joint's
+    linear velocity is checked in its body frame, as the networks see it, so a heading the
+    data never had does not leave the domain (:func:`from_states` and :func:`outside` turn
+    it there).
 
     :param dims: the checked indices of ``[qpos, qvel]``.
     :param low: the data's minimum in each checked dimension.
@@ -38,6 +43,8 @@ class DataDomain:
     :param samples: how many states the range was measured on.
     :param fit: how it was measured (command, data) and what the margin costs on held-out
         data (``neural-sim fit-domain``).
+    :param body_frame: free joints' linear velocities are checked in their body frames
+        (robots with free joints).
     """
 
     dims: tuple[int, ...]
@@ -46,6 +53,7 @@ class DataDomain:
     margin: float = DEFAULT_MARGIN
     samples: int = 0
     fit: dict[str, Any] = field(default_factory=dict)
+    body_frame: bool = False
 
     @classmethod
     def from_states(cls, states: np.ndarray, layout: StateLayout, margin: float = DEFAULT_MARGIN) -> DataDomain:
@@ -60,12 +68,13 @@ class DataDomain:
             raise ValueError(f"margin must be a finite fraction >= 0, got {margin}")
         skipped = {*layout.angle_qpos, *layout.invariant_qpos, *layout.quaternion_qpos}
         dims = tuple(i for i in range(layout.state_size) if i not in skipped)
-        checked = states[:, list(dims)]
-        return cls(dims, tuple(checked.min(0).tolist()), tuple(checked.max(0).tolist()), float(margin), len(states))
+        checked = body_frame_states(states, layout)[:, list(dims)]
+        return cls(dims, tuple(checked.min(0).tolist()), tuple(checked.max(0).tolist()), float(margin), len(states),
+                   body_frame=bool(layout.rotation_joints))
 
     def with_margin(self, margin: float) -> DataDomain:
         """The same data range with another margin."""
-        return DataDomain(self.dims, self.low, self.high, float(margin), self.samples, self.fit)
+        return dataclasses.replace(self, margin=float(margin))
 
     def bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """The widened ``(low, high)`` of the checked dimensions."""
@@ -78,10 +87,18 @@ class DataDomain:
         pad = self.margin * (high - low)
         return np.asarray(self.dims, dtype=np.int64), low - pad, high + pad
 
-    def outside(self, states: np.ndarray) -> np.ndarray:
+    def outside(self, states: np.ndarray, layout: StateLayout | None = None) -> np.ndarray:
         """Which checked dimensions of ``[..., nq + nv]`` states lie outside (NaN counts as
-        outside): a bool array ``[..., len(dims)]``."""
+        outside): a bool array ``[..., len(dims)]``.
+
+        :param layout: the states' layout; needed for a :attr:`body_frame` domain.
+        :raises ValueError: a body-frame domain without ``layout``.
+        """
         dims, low, high = self._arrays
+        if self.body_frame:
+            if layout is None:
+                raise ValueError("this domain checks free joints' velocities in their body frames: pass the layout")
+            states = body_frame_states(states, layout)
         values = np.asarray(states)[..., dims]
         return ~((values >= low) & (values <= high))
 

@@ -174,6 +174,25 @@ class RotationKinematics(nn.Module):
         return self._turn_free_linear(q, v, inverse=False)
 
 
+def body_frame_states(states: np.ndarray, layout: StateLayout) -> np.ndarray:
+    """``[..., nq + nv]`` states with each free joint's linear velocity in its body frame
+    (NumPy, float64): the frame in which a state's range means the same whatever the
+    robot's heading (the data domain checks states in it). Unchanged without free joints."""
+    free = [joint for joint in layout.rotation_joints if joint.kind == "free"]
+    if not free:
+        return states
+    out = np.array(states, dtype=np.float64, copy=True)
+    for joint in free:
+        quaternion = out[..., list(joint.quaternion_qpos)]
+        quaternion = quaternion / np.linalg.norm(quaternion, axis=-1, keepdims=True)
+        w, u = quaternion[..., :1], -quaternion[..., 1:]  # the inverse turn: world to body
+        dofs = [layout.nq + d for d in joint.linear_dofs]
+        vector = out[..., dofs]
+        t = 2.0 * np.cross(u, vector)
+        out[..., dofs] = vector + w * t + np.cross(u, t)
+    return out
+
+
 def check_quaternions(states: np.ndarray, layout: StateLayout, name: str) -> None:
     """Raise unless every quaternion in ``states`` ``[..., nq + nv]`` has unit norm.
 
@@ -197,6 +216,7 @@ __all__ = [
     "QUATERNION_NORM_TOLERANCE",
     "RotationKinematics",
     "angle_between",
+    "body_frame_states",
     "check_quaternions",
     "quaternion_multiply",
     "rotate",

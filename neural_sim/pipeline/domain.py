@@ -34,7 +34,7 @@ def held_out_cuts(domain: DataDomain, held_out: Dataset, layout: StateLayout,
     report: dict[str, Any] = {}
     states = held_out.states
     for margin in margins:
-        outside = domain.with_margin(margin).outside(states)  # [N, T + 1, D]
+        outside = domain.with_margin(margin).outside(states, layout)  # [N, T + 1, D]
         step_out = outside[:, :-1] | outside[:, 1:]
         counts = step_out.sum((0, 1))
         names = domain.dim_names(np.ones(len(counts), dtype=bool), layout)
