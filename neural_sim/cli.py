@@ -347,7 +347,7 @@ def _cmd_benchmark_task(args: argparse.Namespace, argv: Sequence[str]) -> None:
         policy = _collection_agent(args.agent, data_source(config.robot, folder), task).act
         described = f"the stochastic policy of the SB3 agent {args.agent.name}"
     fidelity = task_fidelity(folder, task, args.episodes, args.steps, args.seed, policy)
-    summary = {"task": task, "policy": described, **fidelity.summary()}
+    summary = {"task": task, "policy": described, **fidelity.summary(), "command": _command_line(argv)}
     print(f"{config.robot.name} {task}, {summary['episodes']} real episodes driven by {described}")
     print(f"{'steps':>6} {'return error/step':>18} {'reward error':>13} {'state MSE':>11}")
     for h in summary["return_error_per_step"]:
