@@ -26,6 +26,8 @@ EXPECTED_IDS = {
     "NeuralSim/HalfCheetah-v5",
     "NeuralSim/Hopper-v0", "NeuralSim/hopper-stand-v0", "NeuralSim/hopper-hop-v0",
     "NeuralSim/Walker-v0", "NeuralSim/walker-stand-v0", "NeuralSim/walker-walk-v0", "NeuralSim/walker-run-v0",
+    "NeuralSim/Quadruped-v0", "NeuralSim/quadruped-walk-v0", "NeuralSim/quadruped-run-v0",
+    "NeuralSim/Ant-v5",
 }
 # NeuralSim id -> the shimmy or Gymnasium id it mirrors.
 MIRRORS = {
@@ -53,6 +55,10 @@ MIRRORS = {
     "NeuralSim/walker-stand-v0": "dm_control/walker-stand-v0",
     "NeuralSim/walker-walk-v0": "dm_control/walker-walk-v0",
     "NeuralSim/walker-run-v0": "dm_control/walker-run-v0",
+    "NeuralSim/Quadruped-v0": "dm_control/quadruped-walk-v0",
+    "NeuralSim/quadruped-walk-v0": "dm_control/quadruped-walk-v0",
+    "NeuralSim/quadruped-run-v0": "dm_control/quadruped-run-v0",
+    "NeuralSim/Ant-v5": "Ant-v5",
 }
 DM_CONTROL_MIRRORS = sorted({m for m in MIRRORS.values() if m.startswith("dm_control/")})
 GYMNASIUM_MIRRORS = sorted({m for m in MIRRORS.values() if not m.startswith("dm_control/")})
@@ -99,7 +105,7 @@ def test_spaces_are_identical_to_shimmy(env_id: str) -> None:
 # Contact solvers warm-start from the previous step's accelerations, which (qpos, qvel)
 # do not carry: after a reset from the same state the oracle and shimmy differ in float
 # rounding (about 1e-13 after 200 cheetah steps). Robots without contacts match bit for bit.
-ORACLE_TOLERANCE = {"cheetah": 1e-9, "hopper": 1e-9, "walker": 1e-9}
+ORACLE_TOLERANCE = {"cheetah": 1e-9, "hopper": 1e-9, "walker": 1e-9, "quadruped": 1e-9}
 
 
 @pytest.mark.parametrize("env_id", DM_CONTROL_MIRRORS)
@@ -118,7 +124,7 @@ def test_physics_backend_equals_shimmy(env_id: str) -> None:
         np.testing.assert_array_equal(obs_oracle[key], obs_real[key])
     rng = np.random.default_rng(0)
     for _ in range(200):
-        action = rng.uniform(-1, 1, size=real.action_space.shape)
+        action = rng.uniform(real.action_space.low, real.action_space.high)
         o1, r1, term1, _, _ = real.step(action)
         o2, r2, term2, _, _ = oracle.step(action)
         for key in o1:
