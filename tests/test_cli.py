@@ -19,6 +19,13 @@ def test_info_summarises_a_shipped_checkpoint(capsys: pytest.CaptureFixture[str]
     assert "NeuralSim/Acrobot-v0" in summary and "nq 2, nv 2, nu 1" in summary and "H=16" in summary
 
 
+def test_info_spells_out_a_floating_base_robots_rotation_joints(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["info", "quadruped"]) == 0
+    summary = capsys.readouterr().out
+    assert "rotation      qpos[0:7] / qvel[0:6]: free joint 'root'" in summary
+    assert "NeuralSim/quadruped-walk-v0" in summary
+
+
 def test_info_json_describes_a_shipped_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["info", "acrobot", "--json"]) == 0
     info = json.loads(capsys.readouterr().out)
