@@ -11,6 +11,8 @@ velocity in the body frame instead of the world frame.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 from torch import nn
@@ -178,19 +180,22 @@ def body_frame_states(states: np.ndarray, layout: StateLayout) -> np.ndarray:
     """``[..., nq + nv]`` states with each free joint's linear velocity in its body frame
     (NumPy, float64): the frame in which a state's range means the same whatever the
     robot's heading (the data domain checks states in it). Unchanged without free joints."""
-    free = [joint for joint in layout.rotation_joints if joint.kind == "free"]
-    if not free:
+    if not any(joint.kind == "free" for joint in layout.rotation_joints):
         return states
+    # The same turn the networks' inputs get (RotationKinematics.to_body_frame), in float64.
     out = np.array(states, dtype=np.float64, copy=True)
-    for joint in free:
-        quaternion = out[..., list(joint.quaternion_qpos)]
-        quaternion = quaternion / np.linalg.norm(quaternion, axis=-1, keepdims=True)
-        w, u = quaternion[..., :1], -quaternion[..., 1:]  # the inverse turn: world to body
-        dofs = [layout.nq + d for d in joint.linear_dofs]
-        vector = out[..., dofs]
-        t = 2.0 * np.cross(u, vector)
-        out[..., dofs] = vector + w * t + np.cross(u, t)
+    flat = torch.from_numpy(out.reshape(-1, layout.state_size))
+    kinematics = _double_kinematics(layout)
+    with torch.no_grad():
+        q = kinematics.project(flat)[:, : layout.nq]  # read q as q / |q|, as MuJoCo does
+        flat[:, layout.nq :] = kinematics.to_body_frame(q, flat[:, layout.nq :])
     return out
+
+
+@functools.lru_cache(maxsize=16)
+def _double_kinematics(layout: StateLayout) -> RotationKinematics:
+    """One float64 :class:`RotationKinematics` per layout: the data domain checks every step."""
+    return RotationKinematics(layout).double()
 
 
 def check_quaternions(states: np.ndarray, layout: StateLayout, name: str) -> None:
