@@ -42,11 +42,17 @@ def _collection_agent(path: Path, robot: str, task: str | None) -> Any:
 def _cmd_collect(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.pipeline.collect import collect
 
-    agent = _collection_agent(args.agent, args.robot, args.task) if args.agent is not None else None
+    agents = [_collection_agent(path, args.robot, args.task) for path in args.agent]
+    counts = args.agent_sequences
+    if counts is None:  # half the sequences, shared out evenly
+        half = args.sequences // 2
+        counts = [half // len(agents) + (i < half % len(agents)) for i in range(len(agents))]
+    elif len(counts) != len(agents):
+        raise NeuralSimError(f"--agent-sequences gives {len(counts)} counts for {len(agents)} --agent files: "
+                             "give one count per agent, in the same order")
     dataset = collect(
         args.robot, args.sequences, args.steps, args.seed, args.task, command=_command_line(argv), progress=True,
-        agent=agent, agent_sequences=args.agent_sequences if args.agent_sequences is not None else (
-            args.sequences // 2 if agent is not None else 0),
+        agents=list(zip(agents, counts, strict=True)),
     )
     path = dataset.save(args.out)
     print(f"wrote {path}: {dataset.states.shape[0]} sequences x {dataset.actions.shape[1]} steps")
@@ -100,21 +106,21 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
     else:
         collect_argv = ["collect", recipe.robot, "--sequences", str(data.sequences), "--steps", str(data.steps),
                         "--seed", str(data.seed)] + (["--task", data.task] if data.task else [])
-        agent = None
+        agents = []
         if data.agent_sequences:
-            if args.agent is None:
+            if len(args.agent) != len(data.agent_sequences):
                 raise NeuralSimError(
-                    f"recipe {args.recipe!r} collects {data.agent_sequences} of its sequences with a trained agent: "
-                    f"give it with --agent ({data.agent_hint or 'an SB3 agent .zip from neural-sim rl'}) "
-                    "or give --data"
+                    f"recipe {args.recipe!r} collects {' + '.join(map(str, data.agent_sequences))} of its sequences "
+                    f"with {len(data.agent_sequences)} trained agent(s): give them with --agent, in order "
+                    f"({data.agent_hint or 'SB3 agent .zip files from neural-sim rl'}), or give --data"
                 )
-            agent = _collection_agent(args.agent, recipe.robot, data.task or None)
-            collect_argv += ["--agent", str(args.agent), "--agent-sequences", str(data.agent_sequences)]
-        elif args.agent is not None:
+            agents = [(_collection_agent(path, recipe.robot, data.task or None), count)
+                      for path, count in zip(args.agent, data.agent_sequences, strict=True)]
+            collect_argv += ["--agent", *map(str, args.agent), "--agent-sequences", *map(str, data.agent_sequences)]
+        elif args.agent:
             raise NeuralSimError(f"--agent: recipe {args.recipe!r} collects no agent-driven sequences")
         dataset = collect(recipe.robot, data.sequences, data.steps, data.seed, data.task or None,
-                          command=_command_line(collect_argv), progress=True, agent=agent,
-                          agent_sequences=data.agent_sequences)
+                          command=_command_line(collect_argv), progress=True, agents=agents)
     train(dataset, robot_spec(recipe.robot), args.out, recipe.model, recipe.integrator, recipe.train,
           command=_command_line(argv), resume=args.resume, init_from=args.init_from)
 
@@ -168,8 +174,7 @@ def _cmd_fit_domain(args: argparse.Namespace, argv: Sequence[str]) -> None:
     if args.agent is not None:  # where a trained agent goes, which random actions may not reach
         task = args.task or config.robot.default_task
         held_out["agent"] = collect(source, args.held_out_sequences, 1000, args.seed, task, progress=True,
-                                    agent=_collection_agent(args.agent, source, task),
-                                    agent_sequences=args.held_out_sequences)
+                                    agents=[(_collection_agent(args.agent, source, task), args.held_out_sequences)])
     domain = fit_domain(dataset, config.simulator.layout, held_out, args.margin, command=_command_line(argv))
     config = dataclasses.replace(config, domain=domain)
     write_config(folder, config)
@@ -528,11 +533,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=1000, help="control steps per sequence (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of initial states and actions (default 0)")
     p.add_argument("--task", default=None, help="stock task giving initial states (default: the robot's default)")
-    p.add_argument("--agent", type=Path, default=None,
-                   help="an SB3 agent .zip from `neural-sim rl` whose stochastic policy drives --agent-sequences of "
-                   "the sequences (data where agents go)")
-    p.add_argument("--agent-sequences", type=int, default=None,
-                   help="sequences the agent drives (default with --agent: half)")
+    p.add_argument("--agent", type=Path, nargs="+", default=[],
+                   help="SB3 agent .zip files from `neural-sim rl` whose stochastic policies drive the first "
+                   "sequences, each in turn (data where agents go)")
+    p.add_argument("--agent-sequences", type=int, nargs="+", default=None,
+                   help="sequences each agent drives, in --agent order (default: half of all, shared evenly)")
     p.add_argument("--out", type=Path, required=True, help="output .safetensors file")
     p.set_defaults(func=_cmd_collect)
 
@@ -550,8 +555,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sequences", type=int, default=None, help="sequences to collect without --data (default 500)")
     p.add_argument("--steps", type=int, default=None, help="steps per collected sequence (default 1000)")
     p.add_argument("--data-seed", type=int, default=None, help="seed of the collected data (default 0)")
-    p.add_argument("--agent", type=Path, default=None,
-                   help="the trained agent (SB3 .zip) a recipe's agent-driven sequences need")
+    p.add_argument("--agent", type=Path, nargs="+", default=[],
+                   help="the trained agents (SB3 .zip) a recipe's agent-driven sequences need, in its order")
     p.add_argument("--architecture", choices=["mosim", "residual"], default=None, help="default mosim")
     p.add_argument("--integrator", choices=["rk4", "dopri5"], default=None, help="default rk4")
     p.add_argument("--substeps", type=int, default=None, help="rk4 substeps per control step (default 1)")
@@ -650,9 +655,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("benchmark-task", help="predicted rewards along real task episodes; sets the episode length",
                        description="Real episodes from the task's own initial states, driven by Poisson random "
-                       "actions or a trained agent, replayed open loop in the model; the task's reward on both. The "
-                       "default episode length is the longest horizon whose predicted return stays within 10%% of "
-                       "the reward range per step.")
+                       "actions or a trained agent, replayed open loop in the model (and, with an agent, the agent "
+                       "acting in the model); the task's reward on all. The default episode length it sets is the "
+                       "longest horizon whose return error per step stays within 10 percent of the reward range "
+                       "(closed loop when an agent drives).")
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--task", default=None, help="stock task (default: the checkpoint's default task)")
     p.add_argument("--episodes", type=int, default=20, help="real episodes (default 20)")

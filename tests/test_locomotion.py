@@ -213,26 +213,35 @@ def _pushing_agent(sha256: str = "abc") -> AgentPolicy:
 
 
 def test_an_agent_drives_the_first_sequences_and_the_data_records_it() -> None:
-    data = collect("pendulum", sequences=4, steps=30, seed=2, command="pytest", agent=_pushing_agent(),
-                   agent_sequences=2)
+    data = collect("pendulum", sequences=4, steps=30, seed=2, command="pytest", agents=[(_pushing_agent(), 2)])
     assert (data.actions[:2] == 0.5).all() and not (data.actions[2:] == 0.5).all()
     assert data.info.protocol == "poisson+agent" and data.info.agent_sequences == 2
-    assert (data.info.agent, data.info.agent_sha256) == ("agents/push.zip", "abc")
+    assert data.info.agents == (
+        {"path": "agents/push.zip", "sha256": "abc", "command": "neural-sim rl ... (its seed 0)", "sequences": 2},)
     # The random sequences are those of the plain protocol with the same seed.
     plain = collect("pendulum", sequences=4, steps=30, seed=2, command="pytest")
     np.testing.assert_array_equal(data.actions[2:], plain.actions[2:])
-    with pytest.raises(NeuralSimError, match="agent_sequences must lie in"):
-        collect("pendulum", sequences=4, steps=30, agent_sequences=2)
-    with pytest.raises(NeuralSimError, match="agent_sequences must lie in"):
-        collect("pendulum", sequences=4, steps=30, agent=_pushing_agent(), agent_sequences=5)
+    with pytest.raises(NeuralSimError, match=r"together at most sequences=4; got \[5\]"):
+        collect("pendulum", sequences=4, steps=30, agents=[(_pushing_agent(), 5)])
+    with pytest.raises(NeuralSimError, match=r"each agent must drive at least 1 sequence"):
+        collect("pendulum", sequences=4, steps=30, agents=[(_pushing_agent(), 0)])
+
+
+def test_several_agents_drive_the_first_sequences_in_turn() -> None:
+    pulling = AgentPolicy(act=lambda _observation: np.array([-0.5]), path="agents/pull.zip", sha256="def")
+    data = collect("pendulum", sequences=5, steps=10, seed=0, command="pytest",
+                   agents=[(_pushing_agent(), 1), (pulling, 2)])
+    assert (data.actions[0] == 0.5).all() and (data.actions[1:3] == -0.5).all()
+    assert not (np.abs(data.actions[3:]) == 0.5).all()
+    assert data.info.agent_sequences == 3
+    assert [(a["path"], a["sequences"]) for a in data.info.agents] == [("agents/push.zip", 1), ("agents/pull.zip", 2)]
 
 
 def test_agent_driven_data_regenerates_only_with_the_same_agent(tmp_path: Path) -> None:
-    data = collect("pendulum", sequences=2, steps=20, seed=1, command="pytest", agent=_pushing_agent(),
-                   agent_sequences=1)
+    data = collect("pendulum", sequences=2, steps=20, seed=1, command="pytest", agents=[(_pushing_agent(), 1)])
     training = {"data": dataclasses.asdict(data.info)}
     (tmp_path / "agents").mkdir()
-    training["data"]["agent"] = str(tmp_path / "agents" / "push.zip")
+    training["data"]["agents"][0]["path"] = str(tmp_path / "agents" / "push.zip")
     with pytest.raises(NeuralSimError, match=r"driven by the agent .*push.zip \(made by `neural-sim rl"):
         recollect_training_data(training)
     (tmp_path / "agents" / "push.zip").write_bytes(b"an agent")
@@ -242,6 +251,16 @@ def test_agent_driven_data_regenerates_only_with_the_same_agent(tmp_path: Path) 
         recollect_training_data(training, load_agent=lambda path, task: _pushing_agent("other"))
 
 
+def test_data_recorded_with_a_single_agent_before_several_regenerates(tmp_path: Path) -> None:
+    data = collect("pendulum", sequences=2, steps=20, seed=1, command="pytest", agents=[(_pushing_agent(), 1)])
+    (tmp_path / "push.zip").write_bytes(b"an agent")
+    legacy = {k: v for k, v in dataclasses.asdict(data.info).items() if k != "agents"}
+    legacy.update(agent=str(tmp_path / "push.zip"), agent_sha256="abc", agent_command="neural-sim rl ...")
+    again = recollect_training_data({"data": legacy}, load_agent=lambda path, task: _pushing_agent())
+    np.testing.assert_array_equal(again.states, data.states)
+    assert again.info.agents[0]["path"] == "agents/push.zip"
+
+
 def test_collect_command_takes_an_agent_from_the_rl_harness(tmp_path: Path) -> None:
     env = agent_env(gym.make("NeuralSim/walker-stand-v0"))
     make_agent("sac", env, seed=0).save(tmp_path / "real-seed0.zip")
@@ -249,14 +268,16 @@ def test_collect_command_takes_an_agent_from_the_rl_harness(tmp_path: Path) -> N
     assert main(["collect", "walker", "--task", "stand", "--sequences", "2", "--steps", "5", "--agent",
                  str(tmp_path / "real-seed0.zip"), "--out", str(out)]) == 0
     info = Dataset.load(out).info
-    assert info.agent_sequences == 1 and len(info.agent_sha256) == 12
+    assert info.agent_sequences == 1 and len(info.agents[0]["sha256"]) == 12
+    assert main(["collect", "walker", "--sequences", "2", "--steps", "5", "--agent", str(tmp_path / "real-seed0.zip"),
+                 "--agent-sequences", "1", "1", "--out", str(out)]) == 2
 
 
 def test_a_recipe_with_agent_driven_data_asks_for_its_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert load_recipe("walker").data.agent_sequences > 0
+    assert sum(load_recipe("walker").data.agent_sequences) > 0
     assert main(["train", "--recipe", "walker", "--out", str(tmp_path / "w")]) == 2
     error = capsys.readouterr().err
-    assert "collects 1000 of its sequences with a trained agent: give it with --agent" in error
+    assert "collects 1000 of its sequences with 1 trained agent(s): give them with --agent, in order" in error
     assert "neural-sim rl NeuralSim/walker-stand-v0 --reference-only" in error
     assert main(["train", "--recipe", "hopper", "--agent", "x.zip", "--out", str(tmp_path / "h")]) == 2
     assert "collects no agent-driven sequences" in capsys.readouterr().err

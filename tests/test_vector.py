@@ -21,7 +21,8 @@ from neural_sim.robots.gymnasium_mujoco import GymnasiumMujocoTask
 
 TASKS = [("acrobot", "swingup"), ("acrobot", "swingup_sparse"), ("pendulum", "swingup"), ("cheetah", "run"),
          ("walker", "stand"), ("walker", "walk"), ("walker", "run"), ("cartpole", "swingup"),
-         ("cartpole", "swingup_sparse"), ("cartpole", "balance"), ("cartpole", "balance_sparse")]
+         ("cartpole", "swingup_sparse"), ("cartpole", "balance"), ("cartpole", "balance_sparse"),
+         ("hopper", "stand"), ("hopper", "hop")]
 
 
 @pytest.mark.parametrize(("domain", "task"), TASKS)
@@ -30,7 +31,7 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
     assert native.native
     reference = BridgeLoopTask(DmControlTask(domain, task))
     rng = np.random.default_rng(0)
-    size = {"acrobot": 4, "pendulum": 2, "cheetah": 18, "walker": 18, "cartpole": 4}[domain]
+    size = {"acrobot": 4, "pendulum": 2, "cheetah": 18, "walker": 18, "cartpole": 4, "hopper": 14}[domain]
     states = torch.as_tensor(rng.normal(size=(600, size)) * 4)
     if domain == "cheetah":
         states[:300, 9] += 12.0  # running forward: rewards strictly between 0 and 1
@@ -39,6 +40,9 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
     elif domain == "walker":  # standing upright, some moving forward: every reward term in play
         states[:300, :9] = torch.as_tensor(rng.normal(size=(300, 9)) * 0.2)
         states[:300, 9] += torch.as_tensor(rng.uniform(0, 10, size=300))
+    elif domain == "hopper":  # upright, some hopping forward, feet near and in the floor: every term in play
+        states[:300, :7] = torch.as_tensor(rng.normal(size=(300, 7)) * [1, 0.15, 0.2, 0.2, 0.2, 0.2, 0.2])
+        states[:300, 7] += torch.as_tensor(rng.uniform(0, 4, size=300))
     else:
         states[:300, : size // 2] = torch.as_tensor(rng.normal(size=(300, size // 2)) * 0.15)  # near upright
     previous = torch.as_tensor(rng.normal(size=(600, size)))
@@ -135,7 +139,7 @@ def test_batched_reacher_draws_new_targets_on_reset_and_autoreset() -> None:
 
 
 def native_actions(domain: str) -> int:
-    return {"acrobot": 1, "pendulum": 1, "cheetah": 6, "walker": 6, "cartpole": 1}[domain]
+    return {"acrobot": 1, "pendulum": 1, "cheetah": 6, "walker": 6, "cartpole": 1, "hopper": 4}[domain]
 
 
 @pytest.mark.parametrize("sigmoid", ["gaussian", "hyperbolic", "long_tail", "reciprocal", "cosine", "linear",

@@ -11,7 +11,7 @@ import json
 import os
 import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -42,13 +42,23 @@ class CollectionInfo:
     seed: int
     protocol: str = "poisson"
     command: str = ""
-    #: With ``protocol="poisson+agent"``: how many of the sequences (the first ones) an agent's
-    #: stochastic policy drove, the agent file, its SHA-256 (first 12 hex digits) and the
-    #: command that trained it.
+    #: With ``protocol="poisson+agent"``: how many of the sequences (the first ones) agents'
+    #: stochastic policies drove, in all, and each agent in turn (:meth:`AgentPolicy.record`:
+    #: its file, SHA-256, training command and sequences).
     agent_sequences: int = 0
-    agent: str = ""
-    agent_sha256: str = ""
-    agent_command: str = ""
+    agents: tuple[dict[str, Any], ...] = ()
+
+    @classmethod
+    def from_json(cls, record: dict[str, Any]) -> CollectionInfo:
+        """Read a record written by :func:`dataclasses.asdict`, also one from before several
+        agents (a single ``agent``, ``agent_sha256`` and ``agent_command``)."""
+        record = dict(record)
+        if "agent" in record:
+            legacy = {"path": record.pop("agent"), "sha256": record.pop("agent_sha256", ""),
+                      "command": record.pop("agent_command", ""), "sequences": record.get("agent_sequences", 0)}
+            record["agents"] = [legacy] if legacy["sequences"] else []
+        record["agents"] = tuple(record.get("agents", ()))
+        return cls(**record)
 
 
 @dataclass
@@ -82,7 +92,8 @@ class Dataset:
         if "collection" not in metadata or not {"states", "actions"} <= set(tensors):
             raise NeuralSimError(f"{path} is not a neural-sim data set (needs 'states', 'actions' and metadata)")
         return cls(
-            tensors["states"].numpy(), tensors["actions"].numpy(), CollectionInfo(**json.loads(metadata["collection"]))
+            tensors["states"].numpy(), tensors["actions"].numpy(),
+            CollectionInfo.from_json(json.loads(metadata["collection"])),
         )
 
 
@@ -120,6 +131,10 @@ class AgentPolicy:
     sha256: str
     command: str = ""
 
+    def record(self, sequences: int) -> dict[str, Any]:
+        """What a data set records of this agent, having driven ``sequences`` sequences."""
+        return {"path": self.path, "sha256": self.sha256, "command": self.command, "sequences": sequences}
+
 
 def collect(
     robot: str,
@@ -129,16 +144,16 @@ def collect(
     task: str | None = None,
     command: str | None = None,
     progress: bool = False,
-    agent: AgentPolicy | None = None,
-    agent_sequences: int = 0,
+    agents: Sequence[tuple[AgentPolicy, int]] = (),
 ) -> Dataset:
-    """Roll out Poisson random actions (and, optionally, an agent) in the real simulator.
+    """Roll out Poisson random actions (and, optionally, agents) in the real simulator.
 
     Each sequence starts from the stock task's own random initial state (dm_control's
     ``task.initialize_episode``, Gymnasium's ``reset``) and runs ``steps`` control steps with
     no time limit. Random actions alone leave a walker lying on the floor, where no agent
-    goes: with ``agent``, the first ``agent_sequences`` sequences are driven by its
-    stochastic policy instead, so the data also covers the states a trained agent reaches.
+    goes: with ``agents``, the first sequences are driven by their stochastic policies
+    instead (each agent in turn, for its number of sequences), so the data also covers the
+    states trained agents reach (a walker standing, walking).
 
     :param robot: a known robot name (``"acrobot"``, ``"HalfCheetah-v5"``).
     :param sequences: number of sequences.
@@ -147,20 +162,21 @@ def collect(
     :param task: stock task supplying initial states (default: the robot's default task).
     :param command: the command line to record (default: this process's).
     :param progress: show a progress bar.
-    :param agent: the agent driving ``agent_sequences`` of the sequences.
-    :param agent_sequences: how many (``0 <= agent_sequences <= sequences``; needs ``agent``).
+    :param agents: ``(agent, sequences it drives)`` pairs; each count positive, their sum at
+        most ``sequences``.
     """
     if sequences < 1 or steps < 1:
         raise NeuralSimError(f"sequences and steps must be >= 1, got {sequences} and {steps}")
-    if not 0 <= agent_sequences <= sequences or (agent_sequences > 0) != (agent is not None):
+    counts = [count for _, count in agents]
+    if any(count < 1 for count in counts) or sum(counts) > sequences:
         raise NeuralSimError(
-            f"agent_sequences must lie in [0, sequences={sequences}] and be positive exactly when an agent is "
-            f"given; got {agent_sequences} with {'an' if agent is not None else 'no'} agent"
+            f"each agent must drive at least 1 sequence and together at most sequences={sequences}; got {counts}"
         )
+    driver = [agent.act for agent, count in agents for _ in range(count)]  # the agent of each driven sequence
     bridge, robot_info, task = collection_bridge(robot, task, seed)
     rng = np.random.default_rng(seed)
-    if agent is not None:
-        torch.manual_seed(seed)  # the agent's stochastic policy samples from torch's generator
+    if agents:
+        torch.manual_seed(seed)  # the agents' stochastic policies sample from torch's generator
     low, high = bridge.action_space.low, bridge.action_space.high
     size = bridge.nq + bridge.nv
     states = np.empty((sequences, steps + 1, size), dtype=np.float64)
@@ -173,7 +189,7 @@ def collect(
     for i in iterator:
         states[i, 0] = bridge.reset_random()
         actions[i] = poisson_actions(rng, steps, low, high)  # drawn for every sequence: same RNG stream
-        act = agent.act if agent is not None and i < agent_sequences else None
+        act = driver[i] if i < len(driver) else None
         for t in range(steps):
             if act is not None:
                 actions[i, t] = np.clip(act(bridge.observation()), low, high)  # SB3 clips as well
@@ -183,9 +199,9 @@ def collect(
     if command is None:
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     provenance: dict[str, Any] = {}
-    if agent is not None:
-        provenance = {"protocol": "poisson+agent", "agent_sequences": agent_sequences, "agent": agent.path,
-                      "agent_sha256": agent.sha256, "agent_command": agent.command}
+    if agents:
+        provenance = {"protocol": "poisson+agent", "agent_sequences": len(driver),
+                      "agents": tuple(agent.record(count) for agent, count in agents)}
     info = CollectionInfo(robot, robot_info.domain, task, sequences, steps, seed, command=command, **provenance)
     return Dataset(states, actions, info)
 
@@ -197,22 +213,22 @@ def recollect_training_data(training: dict[str, Any], robot: str | None = None, 
     :param training: the ``training`` section of a checkpoint's config.
     :param robot: where the robot is now (default: as recorded; an MJCF robot's XML moves
         with its checkpoint, see :func:`neural_sim.robots.data_source`).
-    :param load_agent: ``load_agent(path, task) -> AgentPolicy``, for data an agent drove.
+    :param load_agent: ``load_agent(path, task) -> AgentPolicy``, for data agents drove.
     :raises NeuralSimError: the record names no data; an agent drove it and its file is
         missing or changed (the error names the command that trains it again).
     """
-    data = training.get("data")
-    if not data:
+    if not training.get("data"):
         raise NeuralSimError("the checkpoint records no training data to regenerate")
-    agent = None
-    if data.get("agent_sequences"):
-        remake = f"made by `{data.get('agent_command') or 'a command not recorded'}`"
-        if load_agent is None or not Path(data["agent"]).is_file():
-            raise NeuralSimError(f"this data was partly driven by the agent {data['agent']} ({remake}); it is needed")
-        agent = load_agent(data["agent"], data["task"])
-        if agent.sha256 != data["agent_sha256"]:
-            raise NeuralSimError(f"the agent {data['agent']} is not the one that drove this data "
-                                 f"(sha256 {agent.sha256}, recorded {data['agent_sha256']}; {remake})")
-    return collect(robot or data["robot"], data["sequences"], data["steps"], data["seed"], data["task"],
-                   command=data.get("command", ""), progress=progress, agent=agent,
-                   agent_sequences=int(data.get("agent_sequences", 0)))
+    data = CollectionInfo.from_json(training["data"])
+    agents = []
+    for record in data.agents:
+        remake = f"made by `{record.get('command') or 'a command not recorded'}`"
+        if load_agent is None or not Path(record["path"]).is_file():
+            raise NeuralSimError(f"this data was partly driven by the agent {record['path']} ({remake}); it is needed")
+        agent = load_agent(record["path"], data.task)
+        if agent.sha256 != record["sha256"]:
+            raise NeuralSimError(f"the agent {record['path']} is not the one that drove this data "
+                                 f"(sha256 {agent.sha256}, recorded {record['sha256']}; {remake})")
+        agents.append((agent, int(record["sequences"])))
+    return collect(robot or data.robot, data.sequences, data.steps, data.seed, data.task,
+                   command=data.command, progress=progress, agents=agents)

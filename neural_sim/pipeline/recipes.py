@@ -40,16 +40,16 @@ class DataRecipe:
     :param steps: control steps per sequence.
     :param seed: collection seed.
     :param task: stock task whose initial states start the sequences ("": the robot's default).
-    :param agent_sequences: sequences driven by a trained agent (``--agent``) instead of
-        Poisson random actions.
-    :param agent_hint: how to make that agent (shown when ``--agent`` is missing).
+    :param agent_sequences: sequences driven by trained agents instead of Poisson random
+        actions, one count per agent (``--agent`` names them, in this order).
+    :param agent_hint: how to make those agents (shown when ``--agent`` is missing).
     """
 
     sequences: int = 500
     steps: int = 1000
     seed: int = 0
     task: str = ""
-    agent_sequences: int = 0
+    agent_sequences: tuple[int, ...] = ()
     agent_hint: str = ""
 
 

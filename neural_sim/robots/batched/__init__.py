@@ -32,6 +32,7 @@ from neural_sim.robots.batched.base import (
 from neural_sim.robots.batched.cartpole import CartpoleTask
 from neural_sim.robots.batched.cheetah import CheetahRun
 from neural_sim.robots.batched.gymnasium import HalfCheetahForward, InvertedPendulumBalance
+from neural_sim.robots.batched.hopper import HopperTask
 from neural_sim.robots.batched.pendulum import PendulumSwingUp
 from neural_sim.robots.batched.reacher import ReacherReach
 from neural_sim.robots.batched.walker import WalkerTask
@@ -49,6 +50,8 @@ NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]]
     ("reacher", "easy"): ReacherReach,
     ("reacher", "hard"): ReacherReach,
     **{("walker", task): (lambda bridge, _: WalkerTask(bridge)) for task in ("stand", "walk", "run")},
+    ("hopper", "stand"): lambda bridge, _: HopperTask(bridge),
+    ("hopper", "hop"): lambda bridge, _: HopperTask(bridge),
 }
 #: Gymnasium env id -> factory(bridge, num_envs) of the torch-native tasks.
 GYMNASIUM_NATIVE_TASKS: dict[str, Callable[[GymnasiumMujocoTask, int], BatchedTask]] = {
