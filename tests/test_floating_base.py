@@ -34,7 +34,8 @@ from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.benchmark import benchmark
 from neural_sim.pipeline.collect import collect
 from neural_sim.pipeline.train import TrainConfig, train
-from neural_sim.robots import robot_spec
+from neural_sim.robots import DmControlTask, robot_spec
+from neural_sim.robots.batched import BridgeLoopTask
 
 BOX_LEGS = Path(__file__).resolve().parents[1] / "examples" / "custom_robot" / "box_legs.xml"
 TINY_RESIDUAL = ModelConfig(architecture="residual", residual=NetworkConfig(1, 32))
@@ -279,3 +280,57 @@ def test_the_benchmark_reports_orientation_error_as_an_angle(box_legs_checkpoint
         assert 0 <= row["orientation_error_deg"]["root"] < 180
         assert 0 <= row["hold_last_state_orientation_error_deg"]["root"] < 180
     assert "lyapunov" not in report and "free or ball joints" in report["lyapunov_skipped"]
+
+
+def _quadruped_actions(bridge: DmControlTask, steps: int, seed: int = 0) -> np.ndarray:
+    low, high = bridge.action_space.low, bridge.action_space.high
+    return np.random.default_rng(seed).uniform(low, high, size=(steps, len(low)))
+
+
+def test_a_learned_step_advances_actuator_activations_exactly_as_mujoco() -> None:
+    real, bridge = DmControlTask("quadruped", "walk", seed=0), DmControlTask("quadruped", "walk")
+    assert bridge.na == 12  # position servos whose target follows the control with a 0.1 s lag
+    bridge.reset_to(real.reset_random())
+    actions = _quadruped_actions(real, 40)
+    actions[::5] *= 1.5  # beyond the control range: MuJoCo clamps before filtering
+    for action in actions:
+        previous = real.get_state()
+        real.step_physics(action)
+        bridge.transition(previous, action, real.get_state())
+        np.testing.assert_allclose(bridge.activations, real.activations, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(bridge.observation()["egocentric_state"], real.observation()["egocentric_state"],
+                                   rtol=0, atol=1e-12)
+    assert np.abs(real.activations).max() > 0.1
+
+
+def test_the_neural_env_observes_the_activations_the_real_env_would() -> None:
+    env = gym.make("NeuralSim/quadruped-walk-v0", max_episode_steps=20)
+    real = DmControlTask("quadruped", "walk")
+    obs, _ = env.reset(seed=0)
+    assert not obs["egocentric_state"][-12:].any()  # episodes start at rest, as MuJoCo's reset
+    real.reset_to(env.unwrapped.state)
+    for action in _quadruped_actions(real, 10):
+        obs, *_ = env.step(action.astype(np.float32))
+        real.step_physics(action.astype(np.float32))  # activations follow the actions alone
+        np.testing.assert_allclose(obs["egocentric_state"][-12:], real.activations, rtol=0, atol=1e-6)
+
+
+def test_each_batched_env_keeps_its_own_activations() -> None:
+    states = torch.as_tensor(np.stack([DmControlTask("quadruped", "walk", seed=s).reset_random() for s in (0, 1)]))
+    batched = BridgeLoopTask(DmControlTask("quadruped", "walk"), num_envs=2)
+    singles = [DmControlTask("quadruped", "walk") for _ in range(2)]
+    for single, state in zip(singles, states.numpy(), strict=True):
+        single.reset_to(state)
+    actions = [_quadruped_actions(singles[0], 6, seed) for seed in (0, 1)]
+    for t in range(6):
+        step_actions = np.stack([actions[0][t], actions[1][t]])
+        obs, *_ = batched.step(states, step_actions, states)
+        for i, single in enumerate(singles):
+            single.transition(states[i].numpy(), step_actions[i], states[i].numpy())
+            np.testing.assert_array_equal(obs["egocentric_state"][i], single.observation()["egocentric_state"])
+    batched.begin_episodes(np.array([1]), [])
+    obs, *_ = batched.step(states[1:], step_actions[1:], states[1:], rows=np.array([1]))
+    fresh = DmControlTask("quadruped", "walk")
+    fresh.reset_to(states[1].numpy())
+    fresh.transition(states[1].numpy(), step_actions[1], states[1].numpy())
+    np.testing.assert_array_equal(obs["egocentric_state"][0], fresh.observation()["egocentric_state"])

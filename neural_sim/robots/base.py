@@ -63,6 +63,17 @@ class TaskBridge(Protocol):
     dt: float
     #: Whether the task can end an episode (terminate) in some states.
     episodes_can_end: bool
+    #: Number of actuator activations (MuJoCo ``na``): state outside ``(qpos, qvel)`` that
+    #: :meth:`transition` advances exactly from the control (zero at an episode start).
+    na: int
+
+    @property
+    def activations(self) -> np.ndarray:
+        """The current actuator activations ``[na]`` (a copy; settable, e.g. to switch envs)."""
+        ...
+
+    @activations.setter
+    def activations(self, value: np.ndarray) -> None: ...
 
     def set_state(self, state: np.ndarray) -> None:
         """Write ``[qpos, qvel]`` into the physics and recompute derived quantities."""
@@ -74,9 +85,9 @@ class TaskBridge(Protocol):
 
     def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
         """A learned step took the robot from ``previous`` to ``state`` under ``action``: leave
-        the physics as a real step would (control applied, ``state`` written, derived
-        quantities recomputed) and let the task score the step, including reward terms
-        that depend on ``previous`` or ``action``."""
+        the physics as a real step would (control applied, actuator activations advanced,
+        ``state`` written, derived quantities recomputed) and let the task score the step,
+        including reward terms that depend on ``previous`` or ``action``."""
         ...
 
     def get_state(self) -> np.ndarray:

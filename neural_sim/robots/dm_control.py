@@ -13,6 +13,7 @@ from gymnasium import spaces
 from shimmy.utils.dm_env import dm_spec2gym_space
 
 from neural_sim.errors import InputError, UnknownNameError
+from neural_sim.robots.activation import supported_activation
 from neural_sim.robots.base import RobotInfo, RobotSpec
 from neural_sim.robots.mujoco_model import state_layout
 
@@ -104,6 +105,8 @@ class DmControlTask:
         self.action_space: spaces.Box = action_space
         self.nq, self.nv = int(self.physics.model.nq), int(self.physics.model.nv)
         self.has_episode_state = self._episode_start_changes_model()
+        self._activation = supported_activation(self.physics.model.ptr, self.n_sub_steps, domain)
+        self.na = int(self.physics.model.na)
 
     def _episode_start_changes_model(self) -> bool:
         """Whether the task's episode start changes the model itself (reacher draws its
@@ -151,6 +154,8 @@ class DmControlTask:
         e.g. cartpole's small-control term), so ``previous`` is not needed.
         """
         self.task.before_step(action, self.physics)
+        if self._activation is not None:  # as the physics step would have advanced them
+            self.physics.data.act[:] = self._activation.advance(self.physics.data.act, self.physics.data.ctrl)
         self.physics.data.time += self.dt
         self.set_state(state)
         self.task.after_step(self.physics)
@@ -158,6 +163,15 @@ class DmControlTask:
     def get_state(self) -> np.ndarray:
         """The current ``[qpos, qvel]`` (a copy)."""
         return np.concatenate([self.physics.data.qpos, self.physics.data.qvel])
+
+    @property
+    def activations(self) -> np.ndarray:
+        """The current actuator activations ``[na]`` (a copy)."""
+        return np.array(self.physics.data.act)
+
+    @activations.setter
+    def activations(self, value: np.ndarray) -> None:
+        self.physics.data.act[:] = value
 
     def reset_random(self) -> np.ndarray:
         """Start an episode the stock way (``task.initialize_episode``); return its state."""

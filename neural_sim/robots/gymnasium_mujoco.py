@@ -20,6 +20,7 @@ from gymnasium.envs.mujoco.mujoco_env import MujocoEnv
 from gymnasium.utils import seeding
 
 from neural_sim.errors import InputError, UnknownNameError
+from neural_sim.robots.activation import supported_activation
 from neural_sim.robots.base import RobotInfo, RobotSpec
 from neural_sim.robots.mujoco_model import state_layout
 
@@ -60,8 +61,9 @@ class GymnasiumMujocoTask:
         self.episodes_can_end = True  # unhealthy states terminate (HalfCheetah's never do: all kept)
         self._wrapped, self._env = wrapped, env
         self.model, self.data = env.model, env.data
-        self.nq, self.nv = int(self.model.nq), int(self.model.nv)
+        self.nq, self.nv, self.na = int(self.model.nq), int(self.model.nv), int(self.model.na)
         self.dt = float(env.dt)
+        self._activation = supported_activation(self.model, int(env.frame_skip), env_id)
         self.observation_space: spaces.Space[Any] = env.observation_space
         action_space = env.action_space
         assert isinstance(action_space, spaces.Box)
@@ -91,6 +93,15 @@ class GymnasiumMujocoTask:
     def get_state(self) -> np.ndarray:
         """The current ``[qpos, qvel]`` (a copy)."""
         return np.concatenate([self.data.qpos, self.data.qvel])
+
+    @property
+    def activations(self) -> np.ndarray:
+        """The current actuator activations ``[na]`` (a copy)."""
+        return np.array(self.data.act)
+
+    @activations.setter
+    def activations(self, value: np.ndarray) -> None:
+        self.data.act[:] = value
 
     def reset_random(self) -> np.ndarray:
         """Start an episode the stock way (the env's ``reset``, its own noise); return its state."""
@@ -175,6 +186,8 @@ class GymnasiumMujocoTask:
         # derived quantities afterwards (mj_rnePostConstraint fills cfrc_ext for contact costs).
         assert self._target is not None
         self.data.ctrl[:] = ctrl
+        if self._activation is not None:  # as the physics steps would have advanced them
+            self.data.act[:] = self._activation.advance(self.data.act, self.data.ctrl)
         self.data.time += n_frames * self.model.opt.timestep
         self.data.qpos[:] = self._target[: self.nq]
         self.data.qvel[:] = self._target[self.nq :]

@@ -86,7 +86,7 @@ def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1
             "state outside (qpos, qvel) (a target drawn per episode); use the single env "
             "(gymnasium.make, or SB3's make_vec_env with n_envs=N) for this task"
         )
-    return BridgeLoopTask(bridge)
+    return BridgeLoopTask(bridge, num_envs)
 
 
 __all__ = [

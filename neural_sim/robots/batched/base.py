@@ -113,15 +113,24 @@ def _no_termination(states: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
 
 
 class BridgeLoopTask:
-    """Any task, one state at a time through the real physics (exact, a Python loop)."""
+    """Any task, one state at a time through the real physics (exact, a Python loop).
+
+    :param bridge: the task's physics bridge, shared by every env.
+    :param num_envs: the batch size: each env's actuator activations (state outside
+        ``(qpos, qvel)``, advanced by the bridge) are kept here and swapped in for its step.
+    """
 
     native = False
 
-    def __init__(self, bridge: TaskBridge) -> None:
+    def __init__(self, bridge: TaskBridge, num_envs: int = 1) -> None:
         self._bridge = bridge
+        self._activations = np.zeros((num_envs, bridge.na)) if bridge.na else None
 
     def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
-        """Tasks with episode state are refused by :func:`make_batched_task`: nothing to draw."""
+        """Episodes start with zero activations (as MuJoCo's reset); the loop draws nothing
+        (tasks with episode state are refused by :func:`make_batched_task`)."""
+        if self._activations is not None:
+            self._activations[rows] = 0.0
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> Observations:
         """The task's observations of ``states`` as episode starts."""
@@ -133,10 +142,15 @@ class BridgeLoopTask:
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
              rows: np.ndarray | None = None) -> StepResult:
-        """Each step through :meth:`TaskBridge.transition` (the loop has no per-env state)."""
+        """Each step through :meth:`TaskBridge.transition`, with the env's own activations."""
         obs, rewards, terminated, truncated = [], [], [], []
-        for before, action, after in zip(previous.numpy(), actions, states.numpy(), strict=True):
+        envs = range(len(states)) if rows is None else rows
+        for env, before, action, after in zip(envs, previous.numpy(), actions, states.numpy(), strict=True):
+            if self._activations is not None:
+                self._bridge.activations = self._activations[env]
             self._bridge.transition(before, action, after)
+            if self._activations is not None:
+                self._activations[env] = self._bridge.activations
             obs.append(self._bridge.observation())
             rewards.append(self._bridge.reward())
             term, trunc = self._bridge.termination()
