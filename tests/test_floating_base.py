@@ -35,7 +35,7 @@ from neural_sim.pipeline.benchmark import benchmark
 from neural_sim.pipeline.collect import collect
 from neural_sim.pipeline.train import TrainConfig, train
 from neural_sim.robots import DmControlTask, robot_spec
-from neural_sim.robots.batched import BridgeLoopTask
+from neural_sim.robots.batched import BridgeLoopTask, make_batched_task
 
 BOX_LEGS = Path(__file__).resolve().parents[1] / "examples" / "custom_robot" / "box_legs.xml"
 TINY_RESIDUAL = ModelConfig(architecture="residual", residual=NetworkConfig(1, 32))
@@ -334,3 +334,33 @@ def test_each_batched_env_keeps_its_own_activations() -> None:
     fresh.reset_to(states[1].numpy())
     fresh.transition(states[1].numpy(), step_actions[1], states[1].numpy())
     np.testing.assert_array_equal(obs["egocentric_state"][0], fresh.observation()["egocentric_state"])
+
+
+@pytest.mark.parametrize("task", ["walk", "run"])
+def test_the_batched_quadruped_task_equals_the_stock_one_env_by_env(task: str) -> None:
+    native = make_batched_task(DmControlTask("quadruped", task), num_envs=40)
+    assert native.native
+    reference = BridgeLoopTask(DmControlTask("quadruped", task), num_envs=40)
+    real = DmControlTask("quadruped", task, seed=0)
+    rng = np.random.default_rng(0)
+    starts = np.stack([real.reset_random() for _ in range(40)])
+    states = torch.as_tensor(starts + rng.normal(size=starts.shape) * 0.3)
+    states[:, 3:7] = torch.as_tensor(starts[:, 3:7])  # unit quaternions: the real starts' orientations
+    states[:20, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # upright ...
+    states[:20, 23] += torch.as_tensor(rng.uniform(0, 8, size=20))  # ... some moving forward
+    for task_ in (native, reference):
+        task_.begin_episodes(np.arange(40), [])
+    for key, value in reference.observations(states).items():
+        np.testing.assert_allclose(native.observations(states)[key], value, rtol=0, atol=1e-6)
+    for t in range(3):  # activations carry over from step to step, env by env
+        actions = rng.uniform(-1, 1, size=(40, 12)) * (1.5 if t == 1 else 1.0)
+        actions = np.clip(actions, real.action_space.low, real.action_space.high)
+        expected, found = reference.step(states, actions, states), native.step(states, actions, states)
+        for key, value in expected[0].items():
+            np.testing.assert_allclose(found[0][key], value, rtol=0, atol=1e-6)
+        np.testing.assert_allclose(found[1], expected[1], rtol=0, atol=1e-6)
+    assert 0 < expected[1].mean() and (expected[1] < 1).any()
+    rows = np.array([3, 7])
+    subset = native.step(states[rows], actions[rows], states[rows], rows)
+    np.testing.assert_allclose(subset[1], reference.step(states[rows], actions[rows], states[rows], rows)[1],
+                               rtol=0, atol=1e-6)

@@ -68,17 +68,27 @@ def test_native_task_functions_equal_the_stock_definitions(domain: str, task: st
     ("HalfCheetah-v5", {"forward_reward_weight": 0.7, "ctrl_cost_weight": 0.3,
                         "exclude_current_positions_from_observation": False}),
     ("InvertedPendulum-v5", {}),
+    ("Ant-v5", {}),
+    ("Ant-v5", {"contact_cost_weight": 0.01, "healthy_z_range": (0.3, 0.9), "include_cfrc_ext_in_observation": False,
+                "exclude_current_positions_from_observation": False, "terminate_when_unhealthy": False}),
 ])
 def test_native_gymnasium_tasks_equal_the_envs_own_step(env_id: str, env_kwargs: dict) -> None:
     native = make_batched_task(GymnasiumMujocoTask(env_id, env_kwargs=env_kwargs))
     assert native.native
     reference = BridgeLoopTask(GymnasiumMujocoTask(env_id, env_kwargs=env_kwargs))
     rng = np.random.default_rng(0)
-    size = {"HalfCheetah-v5": 18, "InvertedPendulum-v5": 4}[env_id]
-    nu = {"HalfCheetah-v5": 6, "InvertedPendulum-v5": 1}[env_id]
-    bound = {"HalfCheetah-v5": 1.0, "InvertedPendulum-v5": 3.0}[env_id]
+    size = {"HalfCheetah-v5": 18, "InvertedPendulum-v5": 4, "Ant-v5": 29}[env_id]
+    nu = {"HalfCheetah-v5": 6, "InvertedPendulum-v5": 1, "Ant-v5": 8}[env_id]
+    bound = {"HalfCheetah-v5": 1.0, "InvertedPendulum-v5": 3.0, "Ant-v5": 1.0}[env_id]
     previous = torch.as_tensor(rng.normal(size=(300, size)))
     states = previous + torch.as_tensor(rng.normal(size=(300, size)) * 0.2)
+    if env_id == "Ant-v5":  # real starts (unit quaternions), legs in the floor or not, some torsos too low or high
+        bridge = GymnasiumMujocoTask(env_id, seed=0)
+        starts = torch.as_tensor(np.stack([bridge.reset_random() for _ in range(300)]))
+        previous = starts + torch.as_tensor(rng.normal(size=(300, size)) * 0.05)
+        states = starts + torch.as_tensor(rng.normal(size=(300, size)) * 0.3)
+        states[:, 3:7] = starts[:, 3:7]
+        states[:, 2] = torch.as_tensor(rng.uniform(0.1, 1.1, size=300))
     states[:5, 3] = float("nan") if env_id == "InvertedPendulum-v5" else states[:5, 3]  # diverged: terminates
     actions = rng.uniform(-bound, bound, size=(300, nu))
     expected, found = reference.step(previous, actions, states), native.step(previous, actions, states)
@@ -88,6 +98,11 @@ def test_native_gymnasium_tasks_equal_the_envs_own_step(env_id: str, env_kwargs:
     np.testing.assert_array_equal(found[3], expected[3])
     if env_id == "InvertedPendulum-v5":
         assert 0 < found[2].mean() < 1  # poles inside and outside 0.2 rad both tested
+    if env_id == "Ant-v5":
+        if not env_kwargs:  # contact forces in the observation, and torsos in and out of the healthy range
+            assert (np.abs(expected[0][:, -78:]) > 0).any(axis=1).mean() > 0.2
+            assert 0 < found[2].mean() < 1
+        np.testing.assert_allclose(native.observations(states), reference.observations(states), rtol=0, atol=1e-6)
     np.testing.assert_allclose(native.observations(states), reference.observations(states), rtol=0, atol=1e-6)
 
 

@@ -68,18 +68,18 @@ class ActuatorActivation:
         return ActuatorActivation(model, substeps) if model.na > 0 else None
 
     def advance(self, act: np.ndarray, control: np.ndarray) -> np.ndarray:
-        """The activations ``[na]`` after one control step from ``act`` under ``control`` ``[nu]``."""
+        """The activations ``[..., na]`` after one control step from ``act`` under ``control``
+        ``[..., nu]`` (one env, or a batch)."""
         act = np.array(act, dtype=np.float64)
-        ctrl = np.clip(np.asarray(control, dtype=np.float64)[self._actuators], self._ctrl_low, self._ctrl_high)
-        current = act[self._addresses]
+        ctrl = np.clip(np.asarray(control, dtype=np.float64)[..., self._actuators], self._ctrl_low, self._ctrl_high)
+        current = act[..., self._addresses]
         h, tau = self._step, self._tau
         for _ in range(self._substeps):
             rate = np.where(self._integrating, ctrl, (ctrl - current) / tau)
             change = np.where(self._exact, rate * tau * (1 - np.exp(-h / tau)), h * rate)
             current = np.clip(current + change, self._act_low, self._act_high)
-        act[self._addresses] = current
+        act[..., self._addresses] = current
         return act
-
 
 def supported_activation(model: mujoco.MjModel, substeps: int, robot: str) -> ActuatorActivation | None:
     """:meth:`ActuatorActivation.of`, refusing a robot whose activations it cannot advance.

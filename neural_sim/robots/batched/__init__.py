@@ -31,9 +31,10 @@ from neural_sim.robots.batched.base import (
 )
 from neural_sim.robots.batched.cartpole import CartpoleTask
 from neural_sim.robots.batched.cheetah import CheetahRun
-from neural_sim.robots.batched.gymnasium import HalfCheetahForward, InvertedPendulumBalance
+from neural_sim.robots.batched.gymnasium import AntForward, HalfCheetahForward, InvertedPendulumBalance
 from neural_sim.robots.batched.hopper import HopperTask
 from neural_sim.robots.batched.pendulum import PendulumSwingUp
+from neural_sim.robots.batched.quadruped import QuadrupedMove
 from neural_sim.robots.batched.reacher import ReacherReach
 from neural_sim.robots.batched.walker import WalkerTask
 from neural_sim.robots.dm_control import DmControlTask
@@ -52,11 +53,14 @@ NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]]
     **{("walker", task): (lambda bridge, _: WalkerTask(bridge)) for task in ("stand", "walk", "run")},
     ("hopper", "stand"): lambda bridge, _: HopperTask(bridge),
     ("hopper", "hop"): lambda bridge, _: HopperTask(bridge),
+    ("quadruped", "walk"): QuadrupedMove,
+    ("quadruped", "run"): QuadrupedMove,
 }
 #: Gymnasium env id -> factory(bridge, num_envs) of the torch-native tasks.
 GYMNASIUM_NATIVE_TASKS: dict[str, Callable[[GymnasiumMujocoTask, int], BatchedTask]] = {
     "HalfCheetah-v5": lambda bridge, _: HalfCheetahForward(bridge),
     "InvertedPendulum-v5": lambda bridge, _: InvertedPendulumBalance(bridge),
+    "Ant-v5": lambda bridge, _: AntForward(bridge),
 }
 
 

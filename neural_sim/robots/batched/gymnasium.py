@@ -1,12 +1,14 @@
-"""Gymnasium ``HalfCheetah-v5`` and ``InvertedPendulum-v5`` for a batch of steps.
+"""Gymnasium ``HalfCheetah-v5``, ``InvertedPendulum-v5`` and ``Ant-v5`` for a batch of steps.
 
 Each reads the env's own settings (``env_kwargs`` such as reward weights apply) and does the
 env's own arithmetic (Gymnasium's ``step``, ``_get_obs`` and ``_get_rew``) on the predicted
-states; tested equal to the env's ``step`` to 1e-6.
+states; tested equal to the env's ``step`` to 1e-6. Ant's contact forces, which only MuJoCo's
+constraint solver knows, come from one ``mj_forward`` per env.
 """
 
 from __future__ import annotations
 
+import mujoco
 import numpy as np
 import torch
 
@@ -72,3 +74,84 @@ class InvertedPendulumBalance(_GymnasiumTask):
         observations = self.observations(states)
         terminated = ~np.isfinite(observations).all(axis=1) | (np.abs(observations[:, 1]) > 0.2)
         return observations, (~terminated).astype(np.float64), terminated, np.zeros(len(states), dtype=bool)
+
+
+class AntForward(_GymnasiumTask):
+    """``Ant-v5``: reward ``w_f x_velocity + healthy - w_c |u|^2 - w_k |clip(cfrc_ext)|^2``;
+    terminated when unhealthy (torso height outside its range, or a value not finite).
+
+    ``cfrc_ext`` (contact forces on each body) is MuJoCo's: each state is written with its
+    control into a private ``MjData``, then ``mj_forward`` and ``mj_rnePostConstraint``, as
+    the env's own step leaves them. At an episode start they are zero, as after the env's reset.
+
+    :raises InputError: a bridge whose env is not an ``Ant-v5``.
+    """
+
+    def __init__(self, bridge: GymnasiumMujocoTask) -> None:
+        super().__init__(bridge)
+        env = bridge.env
+        try:
+            self._forward_weight = float(env._forward_reward_weight)  # type: ignore[attr-defined]
+            self._ctrl_weight = float(env._ctrl_cost_weight)  # type: ignore[attr-defined]
+            self._contact_weight = float(env._contact_cost_weight)  # type: ignore[attr-defined]
+            self._healthy_reward = float(env._healthy_reward)  # type: ignore[attr-defined]
+            self._terminate_when_unhealthy = bool(env._terminate_when_unhealthy)  # type: ignore[attr-defined]
+            self._healthy_z = tuple(float(z) for z in env._healthy_z_range)  # type: ignore[attr-defined]
+            self._force_range = tuple(float(f) for f in env._contact_force_range)  # type: ignore[attr-defined]
+            self._skip_xy = bool(env._exclude_current_positions_from_observation)  # type: ignore[attr-defined]
+            self._with_forces = bool(env._include_cfrc_ext_in_observation)  # type: ignore[attr-defined]
+            main_body = env.model.body(env._main_body).id  # type: ignore[attr-defined]
+        except AttributeError as error:
+            raise InputError(f"{bridge.env_id} is not an Ant-v5 env: {error}") from error
+        model = bridge.model
+        free = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_FREE)
+        if len(free) != 1 or model.jnt_bodyid[free[0]] != main_body or model.jnt_qposadr[free[0]] != 0:
+            raise InputError(f"{bridge.env_id}: the main body is not the free root at qpos[0:7]")
+        self._dt = float(env.dt)
+        self._model = model
+        self._data = mujoco.MjData(model)
+        self._spec = mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_CTRL
+        self._state_size, self._nu = bridge.nq + bridge.nv, int(model.nu)
+
+    def _contact_forces(self, states: torch.Tensor, actions: np.ndarray) -> np.ndarray:
+        """``clip(cfrc_ext)`` of every body but the world, ``[N, nbody - 1, 6]``."""
+        rows = np.empty((len(states), self._state_size + self._nu))
+        rows[:, : self._state_size] = states.numpy()
+        rows[:, self._state_size :] = actions
+        model, data = self._model, self._data
+        found = np.empty((len(rows), model.nbody - 1, 6))
+        for i, row in enumerate(rows):
+            mujoco.mj_setState(model, data, row, self._spec)
+            mujoco.mj_forward(model, data)
+            mujoco.mj_rnePostConstraint(model, data)
+            found[i] = data.cfrc_ext[1:]
+        low, high = self._force_range
+        return np.clip(found, low, high)
+
+    def _observations(self, states: torch.Tensor, forces: np.ndarray) -> np.ndarray:
+        parts = [(states[:, 2:self._nq] if self._skip_xy else states[:, : self._nq]).numpy(),
+                 states[:, self._nq :].numpy()]
+        if self._with_forces:
+            parts.append(forces.reshape(len(states), -1))
+        return np.concatenate(parts, axis=1)
+
+    def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
+        """``[qpos (without x, y by default), qvel, contact forces (zero at a start)]``."""
+        return self._observations(states, np.zeros((len(states), self._model.nbody - 1, 6)))
+
+    def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
+             rows: np.ndarray | None = None) -> StepResult:
+        """Forward, healthy, control and contact terms of the env's own reward."""
+        # The env squares the action it is given as float32 (the bridge passes the space's dtype).
+        controls = actions.astype(np.float32)
+        forces = self._contact_forces(states, controls.astype(np.float64))
+        values = states.numpy()
+        x_velocity = (values[:, 0] - previous[:, 0].numpy()) / self._dt  # the free root's x is the body's
+        low, high = self._healthy_z
+        healthy = np.isfinite(values).all(axis=1) & (low <= values[:, 2]) & (values[:, 2] <= high)
+        rewards = (x_velocity * self._forward_weight + healthy * self._healthy_reward
+                   - self._ctrl_weight * np.sum(np.square(controls), axis=1)
+                   - self._contact_weight * np.sum(np.square(forces), axis=(1, 2)))
+        terminated = ~healthy if self._terminate_when_unhealthy else np.zeros(len(states), dtype=bool)
+        return (self._observations(states, forces), rewards.astype(np.float64), terminated,
+                np.zeros(len(states), dtype=bool))
