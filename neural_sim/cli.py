@@ -316,6 +316,8 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
         f"  env ids       {', '.join(summary['env_ids'])}",
         f"  state         nq {layout.nq}, nv {layout.nv}, nu {layout.nu}, dt {layout.dt} s",
         *(f"  rotation      {joint.describe()}" for joint in layout.rotation_joints),
+        *([f"  activations   {layout.na} actuator activations ({', '.join(sorted(set(layout.activations.kinds)))}), "
+           "model inputs beside the action"] if layout.activations is not None else []),
         f"  model         {summary['architecture']}, {integrator.method}"
         + (f" x{integrator.substeps}" if integrator.method == "rk4" else "")
         + (f"; ablation: {summary['ablation']}" if summary["ablation"] else ""),

@@ -137,10 +137,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         self._state: np.ndarray | None = None
         # Step inputs live in preallocated float32 tensors, filled through numpy views on a
         # CPU: at batch 1 a fresh tensor per step costs about a tenth of the model's step.
+        # The model's per-step input is the action, then (for a model that takes them) the
+        # actuator activations at the start of the step, which the bridge keeps.
         device = self.simulator.device
         self._state_t = torch.zeros(1, layout.state_size, device=device)
-        self._action_t = torch.zeros(1, layout.nu, device=device)
-        self._input_views = (self._state_t.numpy()[0], self._action_t.numpy()[0]) if device.type == "cpu" else None
+        self._model_input_t = torch.zeros(1, layout.input_size, device=device)
+        self._action_t = self._model_input_t[:, : layout.nu]
+        self._input_views = ((self._state_t.numpy()[0], self._model_input_t.numpy()[0])
+                             if device.type == "cpu" else None)
 
     # -- gymnasium API --------------------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None) -> tuple[Any, dict[str, Any]]:
@@ -171,7 +175,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         if self._state is None:
             raise gym.error.ResetNeeded("call reset() before step()")
         action = check_actions(action, self.action_space, "action", self.action_space.shape)
-        state_t, action_t = self._inputs(self._state, action)
+        state_t, model_input_t = self._inputs(self._state, action)
+        action_t = self._action_t
         info: dict[str, Any] = {}
         if self.density is not None:
             log_density = self.density.fast_log_density(state_t, action_t)
@@ -183,7 +188,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             self._state = self.bridge.get_state()
         else:
             previous = self._state
-            predicted = self.simulator.fast_predict(state_t, action_t)[0].cpu().numpy().astype(np.float64)
+            predicted = self.simulator.fast_predict(state_t, model_input_t)[0].cpu().numpy().astype(np.float64)
             checked = self._guard.check(previous[None], predicted[None], action[None], "NeuralSimEnv.step")
             if checked is not None:
                 left, dims = checked
@@ -240,11 +245,14 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         return None if self._state is None else self._state.copy()
 
     def _inputs(self, state: np.ndarray, action: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-        """``state`` and ``action`` as the ``[1, ...]`` float32 model inputs (overwritten next step)."""
+        """``state`` and the step's model input (``action``, then the bridge's actuator
+        activations if the model takes them) as ``[1, ...]`` float32 tensors (overwritten
+        next step)."""
+        step_input = np.concatenate([action, self.bridge.activations]) if self._layout.na else action
         if self._input_views is not None:
             self._input_views[0][:] = state
-            self._input_views[1][:] = action
+            self._input_views[1][:] = step_input
         else:
             self._state_t.copy_(torch.as_tensor(state, dtype=torch.float32).unsqueeze(0))
-            self._action_t.copy_(torch.as_tensor(action, dtype=torch.float32).unsqueeze(0))
-        return self._state_t, self._action_t
+            self._model_input_t.copy_(torch.as_tensor(step_input, dtype=torch.float32).unsqueeze(0))
+        return self._state_t, self._model_input_t

@@ -15,6 +15,7 @@ from gymnasium.vector.utils import batch_space
 from neural_sim.envs.loading import as_float_array, check_actions, check_states, load_env_parts
 from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
 from neural_sim.errors import InputError
+from neural_sim.model.activations import advance as advance_activations
 from neural_sim.robots.batched import assign_rows, make_batched_task, merge_rows, observation_row
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
@@ -85,6 +86,8 @@ class NeuralSimVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.max_episode_steps = max_episode_steps
         self._states = torch.zeros(self.num_envs, self._size, dtype=torch.float64)
+        # Each env's actuator activations, for a model that takes them (zero at episode starts).
+        self._activations = torch.zeros(self.num_envs, self._layout.na, dtype=torch.float64)
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
@@ -120,6 +123,7 @@ class NeuralSimVectorEnv(VectorEnv):
             self._rngs = [np.random.default_rng(s) for s in self._check_seeds(seed)]
         if states is not None:
             self._states[mask] = torch.as_tensor(states[mask])
+            self._activations[torch.as_tensor(mask)] = 0.0
             self.task.begin_episodes(np.flatnonzero(mask), self._rngs)
         else:
             self._reset_from_buffer(mask)
@@ -150,7 +154,17 @@ class NeuralSimVectorEnv(VectorEnv):
             if self.density is not None:
                 log_density = self.density.fast_log_density(state_in, action_in).double().cpu()
                 penalty = self.density.penalty(log_density)
-            predicted = self.simulator.fast_predict(state_in, action_in).double().cpu()
+            model_in = action_in
+            if self._layout.activations is not None:
+                activations = self._activations if index is None else self._activations[index]
+                model_in = torch.cat([action_in, activations.to(action_in)], dim=-1)
+                stepped = advance_activations(self._layout.activations, activations,
+                                              torch.as_tensor(stepped_actions, dtype=torch.float64))
+                if index is None:
+                    self._activations = stepped
+                else:
+                    self._activations[index] = stepped
+            predicted = self.simulator.fast_predict(state_in, model_in).double().cpu()
         left = self._check_domain(previous, predicted, stepped_actions, info)
         if left is not None and left.any():
             predicted[torch.as_tensor(left)] = previous[torch.as_tensor(left)]  # steps that went nowhere
@@ -252,6 +266,7 @@ class NeuralSimVectorEnv(VectorEnv):
         """Envs ``mask`` start an episode from a buffer state drawn with their own generator."""
         rows = np.flatnonzero(mask)
         self._steps[rows] = 0
+        self._activations[torch.as_tensor(rows)] = 0.0
         for i in rows:
             self._states[i] = torch.as_tensor(self._reset_states[self._rngs[i].integers(len(self._reset_states))])
         self.task.begin_episodes(rows, self._rngs)

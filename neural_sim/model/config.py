@@ -105,6 +105,50 @@ class RotationJoint:
                 "(qpos: qw, qx, qy, qz; qvel: angular velocity in the body frame)")
 
 
+ActivationKind = Literal["integrator", "filter", "filterexact"]
+
+
+@dataclass(frozen=True)
+class ActivationLayout:
+    """Actuator activations (MuJoCo ``data.act``): state of the actuators themselves, such
+    as a position servo's target following the control through a filter (dm_control's
+    quadruped). They are a known function of the control, so the model does not learn
+    them: it advances them by MuJoCo's rule (:func:`neural_sim.model.activations.advance`)
+    and its networks take them as inputs beside the action.
+
+    :param actuators: index in the action vector of each activation's actuator.
+    :param kinds: ``"integrator"`` (``act_dot = ctrl``), ``"filter"`` (``(ctrl - act) / tau``,
+        Euler steps) or ``"filterexact"`` (the same filter, exact exponential steps).
+    :param time_constants: each filter's ``tau`` in seconds (unused by integrators).
+    :param control_limited: whether MuJoCo clamps the actuator's control to its range
+        before it enters the activation.
+    :param control_low: lower end of that range (0 where not limited).
+    :param control_high: upper end.
+    :param low: lower end of each activation's range (network inputs are scaled by it).
+    :param high: upper end.
+    :param clamped: whether MuJoCo clamps the activation to that range.
+    :param physics_steps: physics steps per control step (the rule runs once per physics step).
+    :param physics_timestep: seconds per physics step.
+    """
+
+    actuators: tuple[int, ...]
+    kinds: tuple[ActivationKind, ...]
+    time_constants: tuple[float, ...]
+    control_limited: tuple[bool, ...]
+    control_low: tuple[float, ...]
+    control_high: tuple[float, ...]
+    low: tuple[float, ...]
+    high: tuple[float, ...]
+    clamped: tuple[bool, ...]
+    physics_steps: int
+    physics_timestep: float
+
+    @property
+    def size(self) -> int:
+        """Number of activations (MuJoCo ``na``)."""
+        return len(self.actuators)
+
+
 @dataclass(frozen=True)
 class StateLayout:
     """What the physics state and action vectors hold.
@@ -128,6 +172,8 @@ class StateLayout:
     :param rotation_joints: free and ball joints, whose orientation is a unit quaternion
         (``nq = nv + len(rotation_joints)``); every other joint is a hinge or slide with one
         ``qpos`` and one ``qvel``.
+    :param activations: the actuators' own state that the networks take beside the action
+        (``None``: none, or a model trained without them).
     """
 
     nq: int
@@ -141,11 +187,22 @@ class StateLayout:
     velocity_lag: float = 0.0
     contact_kinematics: ContactKinematics | None = None
     rotation_joints: tuple[RotationJoint, ...] = ()
+    activations: ActivationLayout | None = None
 
     @property
     def state_size(self) -> int:
         """Length of a state vector, ``nq + nv``."""
         return self.nq + self.nv
+
+    @property
+    def na(self) -> int:
+        """Number of actuator activations the model takes (0 without)."""
+        return self.activations.size if self.activations is not None else 0
+
+    @property
+    def input_size(self) -> int:
+        """Width of the model's per-step input: the action, then the activations, ``nu + na``."""
+        return self.nu + self.na
 
     @property
     def quaternion_qpos(self) -> tuple[int, ...]:
@@ -187,9 +244,9 @@ class StateLayout:
         return f"state = [qpos ({self.nq}), qvel ({self.nv})]; " + "; ".join(parts)
 
     def without_contact_kinematics(self) -> StateLayout:
-        """The layout less its contact kinematics: what must match between two models of one
-        robot (checkpoints written before layouts carried contact kinematics lack them)."""
-        return dataclasses.replace(self, contact_kinematics=None)
+        """The layout less its contact kinematics and activations: what must match between
+        two models of one robot (checkpoints written before layouts carried them lack them)."""
+        return dataclasses.replace(self, contact_kinematics=None, activations=None)
 
 
 @dataclass(frozen=True)

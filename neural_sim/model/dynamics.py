@@ -53,6 +53,8 @@ class StateFeatures(nn.Module):
     v_std: torch.Tensor
     u_center: torch.Tensor
     u_half_range: torch.Tensor
+    input_center: torch.Tensor
+    input_half_range: torch.Tensor
     #: Registered only with ``contact_features``.
     contact_mean: torch.Tensor
     contact_std: torch.Tensor
@@ -89,6 +91,13 @@ class StateFeatures(nn.Module):
         high = torch.tensor(layout.action_high, dtype=torch.float32)
         self.register_buffer("u_center", (high + low) / 2, persistent=False)
         self.register_buffer("u_half_range", (high - low) / 2, persistent=False)
+        # The model's per-step input is the action, then the actuator activations (if the
+        # layout has them), each mapped from its range to [-1, 1].
+        if layout.activations is not None:
+            low = torch.cat([low, torch.tensor(layout.activations.low, dtype=torch.float32)])
+            high = torch.cat([high, torch.tensor(layout.activations.high, dtype=torch.float32)])
+        self.register_buffer("input_center", (high + low) / 2, persistent=False)
+        self.register_buffer("input_half_range", (high - low) / 2, persistent=False)
         self.position_size = 2 * len(angle) + len(linear) + self.rotations.orientation_size
         self.velocity_size = layout.nv
 
@@ -121,6 +130,11 @@ class StateFeatures(nn.Module):
         """Actions mapped from their bounds to ``[-1, 1]``."""
         return (u - self.u_center) / self.u_half_range
 
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's per-step inputs ``[..., nu + na]`` (action, then activations) mapped
+        from their ranges to ``[-1, 1]``."""
+        return (x - self.input_center) / self.input_half_range
+
     def state(self, q: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Features of the whole state: positions, velocities, then contact features if on."""
         parts = [self.positions(q), self.body_velocities(q, v)]
@@ -132,8 +146,10 @@ class StateFeatures(nn.Module):
 class VectorField(nn.Module):
     """Base class: ``acceleration(q, v, context)`` with ``context = encode_action(u)``.
 
-    The action is held constant over a control step (zero-order hold), so whatever
-    depends on it alone is computed once per step by :meth:`encode_action`.
+    The action (with the actuator activations at the start of the step, when the layout has
+    them: the per-step input ``u`` is ``[nu + na]``) is held constant over a control step
+    (zero-order hold), so whatever depends on it alone is computed once per step by
+    :meth:`encode_action`.
     """
 
     acc_std: torch.Tensor
@@ -148,8 +164,8 @@ class VectorField(nn.Module):
         )
 
     def encode_action(self, u: torch.Tensor) -> torch.Tensor:
-        """Per-step action context (default: the scaled action itself)."""
-        return self.features.actions(u)
+        """Per-step input context (default: the scaled input itself)."""
+        return self.features.inputs(u)
 
     def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Raw ``dv/dt`` at ``(q, v)`` under the action encoded in ``context``, with free
@@ -187,7 +203,7 @@ class MoSimField(VectorField):
     def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
         super().__init__(layout, normalisation, config.contact_features)
         self.config = config
-        nv, nu = layout.nv, layout.nu
+        nv, nu = layout.nv, layout.input_size
         # Contact features count as velocity-side inputs: B(q, v) and the correctors see them.
         pos, vel = self.features.position_size, self.features.velocity_size + self.features.contact_size
         self.position_encoder = ResNet(pos, nv * (nv + 1) // 2, config.position_encoder, config.activation, 0.1)
@@ -231,7 +247,7 @@ class MoSimField(VectorField):
 
     def encode_action(self, u: torch.Tensor) -> torch.Tensor:
         """Context = ``[A(u), scaled u]``: A is evaluated once per control step."""
-        scaled = self.features.actions(u)
+        scaled = self.features.inputs(u)
         return torch.cat([self.action_encoder(scaled), scaled], dim=-1)
 
     def network_outputs(
@@ -278,7 +294,8 @@ class ResidualField(VectorField):
     def __init__(self, layout: StateLayout, normalisation: Normalisation, config: ModelConfig) -> None:
         super().__init__(layout, normalisation, config.contact_features)
         size = self.features.position_size + self.features.velocity_size + self.features.contact_size
-        self.network = ResNet(size + layout.nu, layout.nv, config.residual, config.activation, _SMALL_OUTPUT_GAIN)
+        self.network = ResNet(size + layout.input_size, layout.nv, config.residual, config.activation,
+                              _SMALL_OUTPUT_GAIN)
 
     def acceleration(self, q: torch.Tensor, v: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """Raw ``dv/dt``."""

@@ -82,7 +82,7 @@ class FusedMoSimField(VectorField):
         super().__init__(field.layout, field.normalisation)
         self.field = field
         features = field.features
-        pos, vel, nu = features.position_size, features.velocity_size, field.layout.nu
+        pos, vel, nu = features.position_size, features.velocity_size, field.layout.input_size
         nets: list[ResNet] = [field.position_encoder, field.state_encoder, *field.correctors]
         spans = [slice(0, pos), slice(0, pos + vel)] + [slice(0, pos + vel + nu)] * len(field.correctors)
         width = field.position_encoder.input.out_features
@@ -132,10 +132,10 @@ class FusedResidualField(VectorField):
     def __init__(self, field: ResidualField) -> None:
         super().__init__(field.layout, field.normalisation)
         layout, features, net = field.layout, field.features, field.network
-        nq, nv, nu, n = layout.nq, layout.nv, layout.nu, layout.state_size
+        nq, nv, nu, n = layout.nq, layout.nv, layout.input_size, layout.state_size
         angle, linear = features.angle_idx.tolist(), features.linear_idx.tolist()
         self.uses_angles = bool(angle)
-        weight = net.input.weight.detach().double()  # columns: sin, cos, linear q, v, scaled u
+        weight = net.input.weight.detach().double()  # columns: sin, cos, linear q, v, scaled inputs
         width = weight.shape[0]
         offset = 2 * n if self.uses_angles else 0
         folded = torch.zeros(width, offset + n + nu, dtype=torch.float64)
@@ -156,7 +156,7 @@ class FusedResidualField(VectorField):
         fold(weight[:, 2 * na + nl : 2 * na + nl + nv], [offset + nq + i for i in range(nv)],
              features.v_mean, features.v_std)
         fold(weight[:, 2 * na + nl + nv :], [offset + n + i for i in range(nu)],
-             features.u_center, features.u_half_range)
+             features.input_center, features.input_half_range)
         self.register_buffer("input_weight", folded.T.float().contiguous())
         self.register_buffer("input_bias", bias.float())
         self.blocks = net.blocks

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from neural_sim.errors import InputError
+from neural_sim.model.activations import advance as advance_activations
 from neural_sim.model.config import IntegratorConfig, SimulatorConfig
 from neural_sim.model.dynamics import MoSimField, ResidualField, VectorField, build_vector_field
 from neural_sim.model.fused import FusedMoSimField, FusedResidualField
@@ -128,35 +129,93 @@ class Simulator:
         return self
 
     # -- public stepping -------------------------------------------------------------
-    def step(self, states: ArrayLike, actions: ArrayLike) -> ArrayLike:
+    @property
+    def na(self) -> int:
+        """Number of actuator activations the model takes beside the action (0 without)."""
+        return self.config.layout.na
+
+    def step(self, states: ArrayLike, actions: ArrayLike, activations: ArrayLike | None = None) -> ArrayLike:
         """Predict the state one control step later.
 
         :param states: ``[B, nq + nv]`` (or ``[nq + nv]``).
         :param actions: ``[B, nu]`` (or ``[nu]``), inside the action bounds.
+        :param activations: for a robot whose actuators carry activations (``na > 0``), their
+            values at the start of the step, ``[B, na]`` (or ``[na]``); default zero, as at
+            an episode start. :meth:`next_activations` advances them.
         :return: ``[B, nq + nv]`` (or ``[nq + nv]``), same type as ``states``.
         :raises InputError: wrong shape, non-finite values or out-of-bound actions.
         """
         state_t, action_t, unbatched = self._check_inputs(states, actions, rollout=False)
+        inputs = torch.cat([action_t, self._start_activations(activations, state_t.shape[0], unbatched)], dim=-1)
         with torch.set_grad_enabled(state_t.requires_grad or action_t.requires_grad):
-            result = self.predict(state_t, action_t)
+            result = self.predict(state_t, inputs)
         return self._output_like(states, result[0] if unbatched else result)
 
-    def rollout(self, states: ArrayLike, actions: ArrayLike) -> ArrayLike:
+    def rollout(self, states: ArrayLike, actions: ArrayLike, activations: ArrayLike | None = None) -> ArrayLike:
         """Predict open loop through a sequence of actions.
 
         :param states: ``[B, nq + nv]`` start states (or ``[nq + nv]``).
         :param actions: ``[B, H, nu]`` actions (or ``[H, nu]``).
+        :param activations: with ``na > 0``, the activations at the start, ``[B, na]`` (or
+            ``[na]``; default zero); they advance by MuJoCo's rule under the actions.
         :return: ``[B, H, nq + nv]``: the state after each action (or ``[H, nq + nv]``).
         :raises InputError: wrong shape, non-finite values or out-of-bound actions.
         """
         state_t, action_t, unbatched = self._check_inputs(states, actions, rollout=True)
+        start = self._start_activations(activations, state_t.shape[0], unbatched)
+        inputs = self.rollout_inputs(action_t, start)
         with torch.set_grad_enabled(state_t.requires_grad or action_t.requires_grad):
-            result = self.predict_rollout(state_t, action_t)
+            result = self.predict_rollout(state_t, inputs)
         return self._output_like(states, result[0] if unbatched else result)
+
+    def next_activations(self, activations: ArrayLike, actions: ArrayLike) -> ArrayLike:
+        """The actuator activations after one control step, by MuJoCo's rule.
+
+        :param activations: ``[..., na]`` at the start of the step.
+        :param actions: ``[..., nu]``.
+        :return: ``[..., na]``, same type as ``activations``.
+        :raises InputError: the robot's actuators carry no activations.
+        """
+        spec = self.config.layout.activations
+        if spec is None:
+            raise InputError("this model takes no actuator activations (na = 0)")
+        # The rule is MuJoCo's arithmetic in float64: exact for float64 inputs.
+        act_t, action_t = (self._to_tensor(x, name).double() if isinstance(x, torch.Tensor)
+                           else torch.as_tensor(np.asarray(x, dtype=np.float64), device=self.device)
+                           for x, name in ((activations, "activations"), (actions, "actions")))
+        return self._output_like(activations, advance_activations(spec, act_t, action_t))
+
+    def rollout_inputs(self, actions: torch.Tensor, activations: torch.Tensor) -> torch.Tensor:
+        """The per-step inputs ``[B, H, nu + na]`` of an open-loop rollout: each action with
+        the activations at the start of its step, advanced from ``activations`` ``[B, na]``."""
+        spec = self.config.layout.activations
+        if spec is None:
+            return actions
+        steps = []
+        for t in range(actions.shape[1]):
+            steps.append(activations)
+            activations = advance_activations(spec, activations, actions[:, t])
+        return torch.cat([actions, torch.stack(steps, dim=1)], dim=-1)
+
+    def _start_activations(self, activations: ArrayLike | None, batch: int, unbatched: bool) -> torch.Tensor:
+        """Checked ``[B, na]`` activations (zero when not given; ``[B, 0]`` without any)."""
+        na = self.na
+        if activations is None:
+            return torch.zeros(batch, na, device=self.device)
+        if na == 0:
+            raise InputError("this model takes no actuator activations (na = 0): leave activations out")
+        act_t = self._to_tensor(activations, "activations")
+        expected = (na,) if unbatched else (batch, na)
+        if tuple(act_t.shape) != expected:
+            raise InputError(f"activations must have shape {list(expected)} (na={na}), got {tuple(act_t.shape)}")
+        if not torch.isfinite(act_t).all():
+            raise InputError("activations contain NaN or inf")
+        return act_t.reshape(batch, na)
 
     # -- unchecked tensor paths (training, environments) -------------------------------
     def predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """One step on float32 tensors already on ``device``; no input checks."""
+        """One step on float32 tensors already on ``device``; no input checks. ``actions`` are
+        the per-step inputs ``[B, nu + na]`` (the action, then the activations, if any)."""
         context = self.field.encode_action(actions)
         project = self.field.project if self.field.features.rotations.active else None
         return integrate_step(lambda y: self.field(y, context), states, self.dt, self.config.integrator, project)

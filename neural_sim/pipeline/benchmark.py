@@ -62,7 +62,7 @@ def step_cost_ms(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], sim
                  batch: int = 1, repeats: int = 200) -> float:
     """Median wall time of one ``step(states, actions)`` call at ``batch`` (milliseconds)."""
     states = torch.zeros(batch, simulator.state_size, device=simulator.device)
-    actions = torch.zeros(batch, simulator.nu, device=simulator.device)
+    actions = torch.zeros(batch, simulator.config.layout.input_size, device=simulator.device)
     times = []
     with torch.no_grad():
         for _ in range(10):
@@ -125,10 +125,15 @@ def benchmark(
     ablation = ablation if ablation is not None else _default_ablation(folder)
     ablation_sim = _load_ablation(ablation, config) if ablation is not None else None
     data = collect(data_source(config.robot, folder), sequences, 1000, seed, command=command, progress=progress)
+    # Windows carry each action with the actuator activations at the start of its step (for
+    # robots whose actuators have them); a model that takes fewer inputs reads its own part.
+    data = dataclasses.replace(data, actions=data.model_inputs(
+        data.activations.shape[-1] if data.activations is not None else 0))
 
-    predictors: dict[str, RolloutFn] = {"model": simulator.predict_rollout, "hold_last_state": hold_last_state}
+    predictors: dict[str, RolloutFn] = {"model": _reading_its_inputs(simulator.predict_rollout, simulator),
+                                        "hold_last_state": hold_last_state}
     if ablation_sim is not None:
-        predictors["ablation"] = ablation_sim.predict_rollout
+        predictors["ablation"] = _reading_its_inputs(ablation_sim.predict_rollout, ablation_sim)
     layout = config.simulator.layout
     results: dict[str, Any] = {}
     curves: dict[str, list[float]] = {}
@@ -149,7 +154,8 @@ def benchmark(
                 row[key] = {joint.name: float(np.degrees(angles[..., j].mean()))
                             for j, joint in enumerate(layout.rotation_joints)}
         # The model as environments step it (traced, fused) must match the reference path.
-        row["fast_path_mse"] = float(rollout_errors(simulator.fast_rollout, windows).mean())
+        row["fast_path_mse"] = float(rollout_errors(_reading_its_inputs(simulator.fast_rollout, simulator),
+                                                    windows).mean())
         difference = abs(row["fast_path_mse"] - row["mse"])
         row["fast_path_relative_difference"] = difference / row["mse"] if row["mse"] else difference
         results[str(h)] = row
@@ -173,9 +179,18 @@ def benchmark(
         # Benettin's tangents would have to live on the quaternion sphere; finite differences
         # in the 4 quaternion entries mix in the renormalisation both simulators apply.
         report["lyapunov_skipped"] = "not measured for robots with free or ball joints"
+    elif lyapunov and layout.na:
+        # The actuators' activations are state too: the tangents would have to include them.
+        report["lyapunov_skipped"] = "not measured for robots whose actuators carry activations"
     elif lyapunov:
         report["lyapunov"] = _lyapunov(simulator, config, folder, lyapunov_trajectories, lyapunov_steps, seed)
     return report
+
+
+def _reading_its_inputs(rollout: RolloutFn, simulator: Simulator) -> RolloutFn:
+    """``rollout`` given only the first ``nu + na`` input columns its model takes."""
+    size = simulator.config.layout.input_size
+    return lambda states, inputs: rollout(states, inputs[..., :size])
 
 
 def write_benchmark(folder: Path, results: dict[str, Any]) -> CheckpointConfig:

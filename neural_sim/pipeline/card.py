@@ -82,6 +82,8 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "| | |",
         "|---|---|",
         f"| nq / nv / nu | {layout.nq} / {layout.nv} / {layout.nu} |",
+        *([f"| actuator activations (model inputs) | {layout.na} "
+           f"({', '.join(sorted(set(layout.activations.kinds)))}) |"] if layout.activations is not None else []),
         f"| control timestep | {layout.dt} s |",
         f"| architecture | {model.architecture} ({model.activation}) |",
         f"| integrator | {integrator.method}"

@@ -1,8 +1,9 @@
 """Collect random-action data from a real simulator (the MoSim paper's Poisson protocol).
 
 A data set is a safetensors file with ``states`` ``[N, T + 1, nq + nv]`` (float64) and
-``actions`` ``[N, T, nu]``, plus JSON metadata saying how to regenerate it. Collected data
-is never committed: the same command and seed rebuild it bit for bit.
+``actions`` ``[N, T, nu]`` (and, for robots whose actuators carry state, their
+``activations`` ``[N, T + 1, na]``), plus JSON metadata saying how to regenerate it.
+Collected data is never committed: the same command and seed rebuild it bit for bit.
 """
 
 from __future__ import annotations
@@ -68,17 +69,40 @@ class Dataset:
     states: np.ndarray  # [N, T + 1, nq + nv]
     actions: np.ndarray  # [N, T, nu]
     info: CollectionInfo
+    #: The actuators' activations (MuJoCo ``act``) at each state, ``[N, T + 1, na]``, for
+    #: robots whose actuators carry state; ``None`` for the others.
+    activations: np.ndarray | None = None
 
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Write the data set as safetensors (no pickle)."""
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        save_file(
-            {"states": torch.from_numpy(self.states), "actions": torch.from_numpy(self.actions)},
-            str(target),
-            metadata={"collection": json.dumps(asdict(self.info))},
-        )
+        tensors = {"states": torch.from_numpy(self.states), "actions": torch.from_numpy(self.actions)}
+        if self.activations is not None:
+            tensors["activations"] = torch.from_numpy(np.ascontiguousarray(self.activations))
+        save_file(tensors, str(target), metadata={"collection": json.dumps(asdict(self.info))})
         return target
+
+    def subset(self, rows: np.ndarray) -> Dataset:
+        """The sequences ``rows`` (same provenance)."""
+        activations = self.activations[rows] if self.activations is not None else None
+        return Dataset(self.states[rows], self.actions[rows], self.info, activations)
+
+    def model_inputs(self, na: int) -> np.ndarray:
+        """The model's per-step inputs ``[N, T, nu + na]``: each action, then the activations
+        at the start of its step (just the actions when ``na`` is 0).
+
+        :raises NeuralSimError: the model takes activations and the data has none (collected
+            before data recorded them) or another number.
+        """
+        if na == 0:
+            return self.actions
+        if self.activations is None or self.activations.shape[-1] != na:
+            found = "none" if self.activations is None else self.activations.shape[-1]
+            raise NeuralSimError(
+                f"the model takes {na} actuator activations per step but this data set records {found}: "
+                f"collect it again (`{self.info.command or 'neural-sim collect'}`) with this version")
+        return np.concatenate([self.actions, self.activations[:, :-1]], axis=-1)
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Dataset:
@@ -91,9 +115,10 @@ class Dataset:
             raise NeuralSimError(f"cannot read data set {path}: {error}") from error
         if "collection" not in metadata or not {"states", "actions"} <= set(tensors):
             raise NeuralSimError(f"{path} is not a neural-sim data set (needs 'states', 'actions' and metadata)")
+        activations = tensors["activations"].numpy() if "activations" in tensors else None
         return cls(
             tensors["states"].numpy(), tensors["actions"].numpy(),
-            CollectionInfo.from_json(json.loads(metadata["collection"])),
+            CollectionInfo.from_json(json.loads(metadata["collection"])), activations,
         )
 
 
@@ -181,6 +206,7 @@ def collect(
     size = bridge.nq + bridge.nv
     states = np.empty((sequences, steps + 1, size), dtype=np.float64)
     actions = np.empty((sequences, steps, len(low)), dtype=np.float64)
+    activations = np.empty((sequences, steps + 1, bridge.na), dtype=np.float64) if bridge.na else None
     iterator = range(sequences)
     if progress:
         from tqdm import tqdm
@@ -188,6 +214,8 @@ def collect(
         iterator = tqdm(iterator, desc=f"collect {robot}", unit="seq")
     for i in iterator:
         states[i, 0] = bridge.reset_random()
+        if activations is not None:
+            activations[i, 0] = bridge.activations
         actions[i] = poisson_actions(rng, steps, low, high)  # drawn for every sequence: same RNG stream
         act = driver[i] if i < len(driver) else None
         for t in range(steps):
@@ -195,6 +223,8 @@ def collect(
                 actions[i, t] = np.clip(act(bridge.observation()), low, high)  # SB3 clips as well
             bridge.step_physics(actions[i, t])
             states[i, t + 1] = bridge.get_state()
+            if activations is not None:
+                activations[i, t + 1] = bridge.activations
     bridge.close()
     if command is None:
         command = shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
@@ -203,7 +233,7 @@ def collect(
         provenance = {"protocol": "poisson+agent", "agent_sequences": len(driver),
                       "agents": tuple(agent.record(count) for agent, count in agents)}
     info = CollectionInfo(robot, robot_info.domain, task, sequences, steps, seed, command=command, **provenance)
-    return Dataset(states, actions, info)
+    return Dataset(states, actions, info, activations)
 
 
 def recollect_training_data(training: dict[str, Any], robot: str | None = None, progress: bool = False,

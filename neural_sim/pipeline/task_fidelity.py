@@ -38,6 +38,7 @@ import torch
 
 from neural_sim.checkpoints import CheckpointConfig, load_simulator, read_config, write_config
 from neural_sim.errors import NeuralSimError
+from neural_sim.model.activations import zero_activations
 from neural_sim.pipeline.card import write_card
 from neural_sim.pipeline.collect import poisson_actions
 from neural_sim.robots import make_task_bridge
@@ -176,9 +177,12 @@ def task_fidelity(
         lengths[e] = len(actions)
         model.reset_to(start)
         state = start
-        inputs = torch.as_tensor(np.stack(actions), dtype=torch.float32, device=simulator.device)
+        episode_actions = torch.as_tensor(np.stack(actions), dtype=torch.float32, device=simulator.device)[None]
+        # Episodes start with zero actuator activations (as MuJoCo's reset), advanced by the actions.
+        inputs = simulator.rollout_inputs(episode_actions, zero_activations(simulator.config.layout, 1,
+                                                                            simulator.device))
         predicted = simulator.fast_rollout(torch.as_tensor(start, dtype=torch.float32, device=simulator.device)[None],
-                                      inputs[None])[0].double().cpu().numpy()
+                                           inputs)[0].double().cpu().numpy()
         finite = np.isfinite(predicted).all(axis=1)
         if not finite.all():
             diverged += 1
@@ -230,7 +234,9 @@ def _closed_loop_rewards(simulator: Any, model: Any, policy: Policy, start: np.n
     as_input = lambda x: torch.as_tensor(x, dtype=torch.float32, device=simulator.device)[None]  # noqa: E731
     for t in range(steps):
         action = np.asarray(policy(model.observation()), dtype=np.float64)
-        next_state = simulator.fast_predict(as_input(state), as_input(action))[0].double().cpu().numpy()
+        # The model's input: the action, then the activations the bridge has carried (if it takes them).
+        step_input = np.concatenate([action, model.activations]) if simulator.config.layout.na else action
+        next_state = simulator.fast_predict(as_input(state), as_input(step_input))[0].double().cpu().numpy()
         if not np.isfinite(next_state).all():
             break
         model.transition(state, action, next_state)

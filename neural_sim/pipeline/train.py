@@ -248,8 +248,8 @@ def train(
     n_val = max(1, round(n_sequences * config.validation_fraction)) if n_sequences > 1 else 0
     order = rng.permutation(n_sequences)
     train_idx, val_idx = np.sort(order[n_val:]), np.sort(order[:n_val])
-    train_data = Dataset(dataset.states[train_idx], dataset.actions[train_idx], dataset.info)
-    val_data = Dataset(dataset.states[val_idx], dataset.actions[val_idx], dataset.info) if n_val else train_data
+    train_data = dataset.subset(train_idx)
+    val_data = dataset.subset(val_idx) if n_val else train_data
 
     # A fine-tuned model keeps the input scaling its weights were trained with.
     normalisation = (parent.normalisation if parent is not None
@@ -257,6 +257,11 @@ def train(
     # A fine-tuned model keeps its parent's layout too (one written before the layout
     # carried contact kinematics stays as it was).
     sim_config = SimulatorConfig(parent.layout if parent is not None else layout, model, integrator, normalisation)
+    # From here on a data set's "actions" are the model's per-step inputs: each action, then
+    # the actuator activations at the start of its step when the model takes them.
+    na = sim_config.layout.na
+    train_data = dataclasses.replace(train_data, actions=train_data.model_inputs(na))
+    val_data = dataclasses.replace(val_data, actions=val_data.model_inputs(na))
     simulator = Simulator(sim_config)
     field = simulator.field.train()
     if parent is not None:
@@ -271,7 +276,7 @@ def train(
     # Transitions (s_t, a_t, s_t+1) as flat float32 tensors.
     size = layout.state_size
     starts = torch.as_tensor(train_data.states[:, :-1].reshape(-1, size), dtype=torch.float32)
-    actions = torch.as_tensor(train_data.actions.reshape(-1, layout.nu), dtype=torch.float32)
+    actions = torch.as_tensor(train_data.actions.reshape(-1, sim_config.layout.input_size), dtype=torch.float32)
     targets = torch.as_tensor(train_data.states[:, 1:].reshape(-1, size), dtype=torch.float32)
     delta_std = (targets - starts).std(0).clamp_min(_MIN_STD)
     sequences = _Sequences(train_data, config.rollout_steps) if config.rollout_steps > 1 else None
@@ -662,7 +667,8 @@ def fine_tune(
     seed: int = 0,
 ) -> dict[str, float]:
     """Adam steps of the training loss (one-step error per dimension over the spread of the
-    one-step change) on real transitions ``(starts [N, S], actions [N, nu]) -> targets``,
+    one-step change) on real transitions ``(starts [N, S], actions [N, nu + na]) -> targets`` (each action,
+    then the actuator activations at its start when the model takes them),
     updating ``simulator`` in place (its traced fast path rebuilds itself).
 
     :return: the loss over all given transitions before and after.

@@ -87,7 +87,8 @@ class FewShotLoop(BaseCallback):
             raise NeuralSimError("FewShotLoop needs an agent training in NeuralSim envs (backend 'neural')")
         self.model_envs: list[NeuralSimEnv] = envs
         # Real episodes start as the real env's do, seen through the same spaces as the agent's.
-        self.real = agent_env(envs[0].physics_twin(reset_from="task"))
+        self._real_twin = envs[0].physics_twin(reset_from="task")
+        self.real = agent_env(self._real_twin)
         self._episode_steps = envs[0].config.robot.episode_steps
         if self._restored is not None:
             self._take_up(*self._restored)
@@ -153,11 +154,16 @@ class FewShotLoop(BaseCallback):
         """One round: ``real_steps`` real steps with the current (stochastic) policy, their
         states into every model env's reset buffer, then fine-tuning on all real data."""
         starts, actions, targets = [], [], []
+        takes_activations = self.model_envs[0].simulator.na > 0
         for _ in range(self.real_steps):
             action, _ = self.model.predict(self._obs, deterministic=False)
+            # The model's input: the action, then the real actuator activations it starts from.
+            step_input = np.asarray(action, dtype=np.float64)
+            if takes_activations:
+                step_input = np.concatenate([step_input, self._real_twin.bridge.activations])
             obs, reward, terminated, truncated, info = self.real.step(action)
             starts.append(self._state)
-            actions.append(np.asarray(action, dtype=np.float64))
+            actions.append(step_input)
             targets.append(info["state"])
             self._obs, self._state = obs, info["state"]
             self._episode_return += float(reward)

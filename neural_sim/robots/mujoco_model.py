@@ -9,6 +9,7 @@ import numpy as np
 from gymnasium import spaces
 
 from neural_sim.model.config import ContactKinematics, RotationJoint, StateLayout
+from neural_sim.robots.activation import activation_layout
 
 
 def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
@@ -19,6 +20,8 @@ def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
     :param action_space: the source env's action bounds.
     :param invariant_joints: names of translation-invariant joints: a slide (``rootx``), or
         a free joint whose x and y do not change the dynamics (a robot on flat ground).
+    :raises NotImplementedError: actuator activations neural-sim cannot advance
+        (:func:`~neural_sim.robots.activation.activation_layout`).
     """
     return StateLayout(
         nq=int(model.nq),
@@ -32,6 +35,7 @@ def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
         velocity_lag=velocity_lag(model),
         contact_kinematics=contact_kinematics(model),
         rotation_joints=rotation_joints(model),
+        activations=activation_layout(model, round(dt / float(model.opt.timestep))),
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from dm_control.suite import quadruped as dm_quadruped
 
-from neural_sim.robots.activation import ActuatorActivation
+from neural_sim.robots.activation import supported_activation
 from neural_sim.robots.batched.base import StepResult, tolerance
 from neural_sim.robots.dm_control import DmControlTask
 
@@ -25,7 +25,7 @@ class QuadrupedMove:
     Its observation is mostly MuJoCo's sensors (velocimeter, IMU, force and torque at the
     toes), read after one ``mj_forward`` per env on a private ``MjData`` with the env's
     state, control and actuator activations; the servo targets (activations) of each env
-    advance exactly by :class:`~neural_sim.robots.activation.ActuatorActivation`.
+    advance exactly by MuJoCo's rule (:mod:`neural_sim.model.activations`).
 
     :param bridge: the task's bridge (its model and settings).
     :param num_envs: the batch size (one set of activations per env).
@@ -43,7 +43,9 @@ class QuadrupedMove:
         # the accelerometer and toe forces otherwise.
         self._start_model = copy.copy(model)
         self._start_model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_ACTUATION
-        self._rule = ActuatorActivation(model, bridge.n_sub_steps)
+        rule = supported_activation(model, bridge.n_sub_steps, bridge.domain)
+        assert rule is not None
+        self._rule = rule
         self._activations = np.zeros((num_envs, model.na))
         self._speed = MOVE_SPEEDS[bridge.task_name]
         hinges = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_HINGE)
