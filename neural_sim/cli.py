@@ -469,8 +469,8 @@ def _cmd_rl(args: argparse.Namespace, argv: Sequence[str]) -> None:
     results = zero_shot(
         args.env_id, args.algo, args.steps, tuple(args.seeds), args.eval_every, args.eval_episodes,
         args.density_penalty, reference=not args.no_reference, neural_sim=not args.reference_only,
-        reset_from=args.reset_from, device=args.device, out=args.out, command=_command_line(argv),
-        progress=not args.no_progress,
+        reset_from=args.reset_from, max_episode_steps=args.max_episode_steps, device=args.device, out=args.out,
+        command=_command_line(argv), progress=not args.no_progress,
     )
     for variant, row in results["summary"].items():
         if isinstance(row, dict):
@@ -709,6 +709,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reset-from", choices=["buffer", "task"], default="buffer",
                    help="where NeuralSim episodes start: the checkpoint's real-buffer states (default) or the "
                    "stock task's initial states")
+    p.add_argument("--max-episode-steps", type=int, default=None,
+                   help="NeuralSim episode length (default: the id's, set by the checkpoint's reward rule or "
+                   "trusted horizon; see `neural-sim info`)")
     _add_agent_run_arguments(p)
     p.set_defaults(func=_cmd_rl)
 

@@ -133,6 +133,28 @@ def test_rl_command_trains_with_the_density_penalty_and_task_resets(
     assert "neural_sim: final real return" in capsys.readouterr().out
 
 
+def test_rl_trains_in_episodes_of_the_length_asked_for(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    made: list[dict[str, object]] = []
+    real_make = gym.make
+
+    def recording_make(env_id: str, **kwargs: object) -> gym.Env:
+        made.append({"id": env_id, **kwargs})
+        return real_make(env_id, **kwargs)
+
+    monkeypatch.setattr("neural_sim.rl.runs.gym.make", recording_make)
+    argv = ["rl", "NeuralSim/Pendulum-v0", "--steps", "20", "--seeds", "0", "--eval-every", "20",
+            "--eval-episodes", "1", "--max-episode-steps", "7", "--no-reference", "--no-progress", "--out",
+            str(tmp_path)]
+    assert main(argv) == 0
+    assert {"id": "NeuralSim/Pendulum-v0", "max_episode_steps": 7} in made
+    assert json.loads((tmp_path / RESULTS_FILE).read_text())["max_episode_steps"] == 7
+    with pytest.raises(NeuralSimError, match=r"\(max_episode_steps differ\)"):
+        zero_shot("NeuralSim/Pendulum-v0", steps=20, seeds=(0,), eval_every=20, eval_episodes=1, out=tmp_path,
+                  **QUIET)
+    with pytest.raises(NeuralSimError, match="max_episode_steps must be positive"):
+        zero_shot("NeuralSim/Pendulum-v0", steps=20, max_episode_steps=0, **QUIET)
+
+
 def test_real_sample_efficiency_counts_real_samples_until_the_reference_final_return() -> None:
     def run(points: list[tuple[int, float]], key: str) -> dict[str, object]:
         return {"evaluations": [{key: x, "steps": x, "mean": y} for x, y in points]}

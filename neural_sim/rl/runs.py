@@ -42,7 +42,7 @@ ALGORITHMS: dict[str, tuple[type[OffPolicyAlgorithm], dict[str, Any]]] = {
 }
 RESULTS_FILE = "results.json"
 #: Settings recorded in ``results.json`` only when they differ from these (older files lack them).
-OPTIONAL_SETTINGS: dict[str, Any] = {"reset_from": "buffer"}
+OPTIONAL_SETTINGS: dict[str, Any] = {"reset_from": "buffer", "max_episode_steps": None}
 #: Settings recorded since a later version: compared only with files that have them.
 LATER_SETTINGS = frozenset({"checkpoint_sha256"})
 PLOT_FILE = "learning_curve.png"

@@ -43,6 +43,7 @@ def zero_shot(
     reference: bool = True,
     neural_sim: bool = True,
     reset_from: str = "buffer",
+    max_episode_steps: int | None = None,
     device: str = "auto",
     out: str | Path | None = None,
     command: str = "",
@@ -58,6 +59,8 @@ def zero_shot(
         baseline for :func:`~neural_sim.rl.few_shot`).
     :param reset_from: where NeuralSim episodes start: ``"buffer"`` (the checkpoint's real
         states) or ``"task"`` (the stock task's initial states); see ``NeuralSimEnv``.
+    :param max_episode_steps: length of the NeuralSim env's episodes (default: the id's
+        registered default, the checkpoint's); the real env's are always its own.
     :param out: folder for ``results.json``, ``learning_curve.png`` and the agents; runs
         already finished there are kept, not repeated.
     :return: the results: settings, the variants trained into the folder (``variants``), and
@@ -72,8 +75,12 @@ def zero_shot(
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty,
                 "checkpoint_sha256": checkpoint_fingerprint(env_id)}
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise NeuralSimError(f"max_episode_steps must be positive, got {max_episode_steps}")
     if reset_from != OPTIONAL_SETTINGS["reset_from"]:
         settings["reset_from"] = reset_from
+    if max_episode_steps is not None:
+        settings["max_episode_steps"] = max_episode_steps
     folder = Path(out) if out is not None else None
     results = load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {NEURAL: {}, REAL: {}}, "command": command,
@@ -85,6 +92,8 @@ def zero_shot(
     env_kwargs: dict[str, Any] = {"density_penalty": density_penalty} if density_penalty else {}
     if "reset_from" in settings:
         env_kwargs["reset_from"] = reset_from
+    if max_episode_steps is not None:
+        env_kwargs["max_episode_steps"] = max_episode_steps
     for variant, train_id in variants:
         train = partial(train_and_score, train_id, real_id, algo, steps, eval_every=eval_every,
                         eval_episodes=eval_episodes, device=device, env_kwargs=env_kwargs if variant == NEURAL else {},
