@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from collections import OrderedDict
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import torch
 from dm_control.suite import base
 from gymnasium.utils.env_checker import check_env
 
+from neural_sim.checkpoints import read_config, save_density
 from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.envs.vector import NeuralSimVectorEnv
 from neural_sim.errors import InputError, NeuralSimError
@@ -20,6 +22,8 @@ from neural_sim.model.config import IntegratorConfig, ModelConfig, NetworkConfig
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.benchmark import benchmark
 from neural_sim.pipeline.collect import Dataset, collect
+from neural_sim.pipeline.density_benchmark import benchmark_density
+from neural_sim.pipeline.density_fit import DensityFitConfig, fit_density
 from neural_sim.pipeline.train import TrainConfig, train
 from neural_sim.robots import collection_bridge, robot_spec
 
@@ -178,3 +182,17 @@ def test_a_robot_with_unsupported_activation_dynamics_is_refused(tmp_path: Path)
     path.write_text(muscle)
     with pytest.raises(InputError, match=r"'muscle_arm.xml': actuator activation dynamics \['muscle'\] are not supp"):
         collection_bridge(str(path), None, 0)
+
+
+def test_the_density_benchmark_scores_a_model_with_activations(servo_arm: str, servo_checkpoint: Path,
+                                                               tmp_path: Path) -> None:
+    folder = tmp_path / "with_density"
+    shutil.copytree(servo_checkpoint, folder)
+    data = collect(servo_arm, sequences=6, steps=150, seed=0, command="pytest")
+    fitted = fit_density(data, read_config(folder).simulator,
+                         DensityFitConfig(kind="maf", transforms=2, hidden=(16,), iterations=50, batch_size=256),
+                         command="pytest", log=lambda _: None)
+    save_density(folder, fitted)
+    results = benchmark_density(folder, sequences=1, seed=2, rows=300)
+    assert all(0.0 <= v <= 1.0 for v in results["auroc"].values())
+    assert all(np.isfinite(v) for v in results["median_one_step_mse"].values())

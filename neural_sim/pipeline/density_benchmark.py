@@ -49,25 +49,29 @@ def _real_next(bridge: Any, states: np.ndarray, actions: np.ndarray) -> np.ndarr
 
 
 def _controller_rows(bridge: Any, episodes: int, steps: int, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
-    """(state, action, next state) rows of the energy-pumping controller, from step 100 on."""
+    """(state, action, next state, activations) rows of the energy-pumping controller, from
+    step 100 on."""
     dofs = bridge.actuator_dofs()
     high, nq = bridge.action_space.high, bridge.nq
-    rows: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    rows: list[tuple[np.ndarray, ...]] = []
     for _ in range(episodes):
         bridge.seed(int(rng.integers(2**31)))
         state = bridge.reset_random()
         for t in range(steps):
             direction = np.sign(state[nq + dofs])
             action = high * np.where(direction == 0, 1.0, direction)
+            activations = bridge.activations
             bridge.step_physics(action)
             next_state = bridge.get_state()
             if t >= 100:
-                rows.append((state, action, next_state))
+                rows.append((state, action, next_state, activations))
             state = next_state
     return tuple(np.stack(column) for column in zip(*rows, strict=True))
 
 
-Rows = tuple[np.ndarray, np.ndarray, np.ndarray]  # states, actions, real next states
+#: states, actions, real next states, and the actuator activations each step started from
+#: (``[N, na]``, no columns for robots without them).
+Rows = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 LogDensityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -81,8 +85,10 @@ def evaluation_sets(
     data = collect(data_source(config.robot, folder), sequences, 1000, seed)
     size, nq = data.states.shape[-1], config.simulator.layout.nq
     seq, step = rng.integers(len(data.states), size=rows), rng.integers(100, 1000, size=rows)
+    recorded = data.activations if data.activations is not None else np.zeros((*data.states.shape[:2], 0))
     sets: dict[str, Rows] = {
-        "in_distribution": (data.states[seq, step], data.actions[seq, step], data.states[seq, step + 1])
+        "in_distribution": (data.states[seq, step], data.actions[seq, step], data.states[seq, step + 1],
+                            recorded[seq, step])
     }
     bridge = make_task_bridge(config.robot, config.robot.default_task, seed=seed, folder=folder)
     top_speed = np.abs(data.states[..., nq:]).reshape(-1, size - nq).max(0)
@@ -90,10 +96,12 @@ def evaluation_sets(
     outward = np.where(perturbed[:, nq:] < 0, -1.0, 1.0)
     perturbed[:, nq:] += outward * top_speed
     actions = sets["in_distribution"][1]
-    sets["perturbed"] = (perturbed, actions, _real_next(bridge, perturbed, actions))
+    # Each perturbed state starts an episode of its own (activations at rest, as after a reset).
+    sets["perturbed"] = (perturbed, actions, _real_next(bridge, perturbed, actions),
+                         np.zeros((rows, recorded.shape[-1])))
     controller = _controller_rows(bridge, episodes=max(1, rows // 900), steps=1000, rng=rng)
     pick = rng.choice(len(controller[0]), size=min(rows, len(controller[0])), replace=False)
-    sets["controller"] = (controller[0][pick], controller[1][pick], controller[2][pick])
+    sets["controller"] = (controller[0][pick], controller[1][pick], controller[2][pick], controller[3][pick])
     bridge.close()
     return sets
 
@@ -108,11 +116,13 @@ def density_figures(
     """
     values, errors = {}, {}
     with torch.no_grad():
-        for name, (states, actions, targets) in sets.items():
+        for name, (states, actions, targets, activations) in sets.items():
             s = torch.as_tensor(states, dtype=torch.float32)
             a = torch.as_tensor(actions, dtype=torch.float32)
             values[name] = log_density(s, a).double().numpy()
-            errors[name] = ((simulator.predict(s, a).double().numpy() - targets) ** 2).mean(-1)
+            # The model's input: the action, then the activations if it takes them.
+            inputs = torch.cat([a, torch.as_tensor(activations[:, : simulator.na], dtype=torch.float32)], dim=-1)
+            errors[name] = ((simulator.predict(s, inputs).double().numpy() - targets) ** 2).mean(-1)
     rho = spearmanr(np.concatenate(list(values.values())), np.concatenate(list(errors.values()))).statistic
     return {
         "auroc": {name: auroc(values["in_distribution"], values[name]) for name in ("perturbed", "controller")},
