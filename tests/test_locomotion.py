@@ -24,7 +24,7 @@ from neural_sim.model.config import IntegratorConfig, ModelConfig, NetworkConfig
 from neural_sim.model.kinematics import ContactHeights
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.collect import AgentPolicy, Dataset, collect, recollect_training_data
-from neural_sim.pipeline.recipes import load_recipe
+from neural_sim.pipeline.recipes import RECIPES_DIR, load_recipe
 from neural_sim.pipeline.task_fidelity import episode_length_rule, task_fidelity, write_episode_length
 from neural_sim.pipeline.train import TrainConfig, compute_normalisation, train
 from neural_sim.rl import make_agent, zero_shot
@@ -271,6 +271,13 @@ def test_collect_command_takes_an_agent_from_the_rl_harness(tmp_path: Path) -> N
     assert info.agent_sequences == 1 and len(info.agents[0]["sha256"]) == 12
     assert main(["collect", "walker", "--sequences", "2", "--steps", "5", "--agent", str(tmp_path / "real-seed0.zip"),
                  "--agent-sequences", "1", "1", "--out", str(out)]) == 2
+
+
+def test_a_recipe_written_for_a_single_agent_still_loads(tmp_path: Path) -> None:
+    recipe = json.loads((RECIPES_DIR / "walker.json").read_text())
+    recipe["data"]["agent_sequences"] = 1000
+    (tmp_path / "old.json").write_text(json.dumps(recipe))
+    assert load_recipe(tmp_path / "old.json").data.agent_sequences == (1000,)
 
 
 def test_a_recipe_with_agent_driven_data_asks_for_its_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

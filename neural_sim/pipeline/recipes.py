@@ -93,6 +93,9 @@ def load_recipe(name_or_path: str | os.PathLike[str]) -> Recipe:
         raw = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise NeuralSimError(f"recipe {path} is not readable JSON: {error}") from error
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if isinstance(data, dict) and isinstance(data.get("agent_sequences"), int):
+        data["agent_sequences"] = [data["agent_sequences"]]  # one agent, as recipes said before several
     try:
         return from_dict(Recipe, raw, where=f"recipe {path.name}")
     except (ValueError, NeuralSimError) as error:
