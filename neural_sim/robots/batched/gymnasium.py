@@ -8,6 +8,8 @@ constraint solver knows, come from one ``mj_forward`` per env.
 
 from __future__ import annotations
 
+from typing import Any
+
 import mujoco
 import numpy as np
 import torch
@@ -28,6 +30,17 @@ class _GymnasiumTask:
     def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
         """No task-level episode state."""
 
+    @staticmethod
+    def _settings(bridge: GymnasiumMujocoTask, env_name: str, **attributes: str) -> dict[str, Any]:
+        """The env's own settings (``env_kwargs`` applied): ``{key: env.<attribute>}``.
+
+        :raises InputError: the env lacks one: it is not an ``env_name`` env.
+        """
+        try:
+            return {key: getattr(bridge.env, attribute) for key, attribute in attributes.items()}
+        except AttributeError as error:
+            raise InputError(f"{bridge.env_id} is not {env_name} env: {error}") from error
+
 
 class HalfCheetahForward(_GymnasiumTask):
     """``HalfCheetah-v5``: reward ``w_f (x' - x) / dt - w_c |u|^2``, never terminates.
@@ -37,14 +50,11 @@ class HalfCheetahForward(_GymnasiumTask):
 
     def __init__(self, bridge: GymnasiumMujocoTask) -> None:
         super().__init__(bridge)
-        env = bridge.env
-        try:
-            self._forward_weight = float(env._forward_reward_weight)  # type: ignore[attr-defined]
-            self._ctrl_weight = float(env._ctrl_cost_weight)  # type: ignore[attr-defined]
-            self._skip_x = bool(env._exclude_current_positions_from_observation)  # type: ignore[attr-defined]
-        except AttributeError as error:
-            raise InputError(f"{bridge.env_id} is not a HalfCheetah-v5 env: {error}") from error
-        self._dt = float(env.dt)
+        settings = self._settings(bridge, "a HalfCheetah-v5", forward="_forward_reward_weight",
+                                  ctrl="_ctrl_cost_weight", skip_x="_exclude_current_positions_from_observation")
+        self._forward_weight, self._ctrl_weight = float(settings["forward"]), float(settings["ctrl"])
+        self._skip_x = bool(settings["skip_x"])
+        self._dt = float(bridge.env.dt)
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """``[qpos (without x by default), qvel]``."""
@@ -89,25 +99,24 @@ class AntForward(_GymnasiumTask):
 
     def __init__(self, bridge: GymnasiumMujocoTask) -> None:
         super().__init__(bridge)
-        env = bridge.env
-        try:
-            self._forward_weight = float(env._forward_reward_weight)  # type: ignore[attr-defined]
-            self._ctrl_weight = float(env._ctrl_cost_weight)  # type: ignore[attr-defined]
-            self._contact_weight = float(env._contact_cost_weight)  # type: ignore[attr-defined]
-            self._healthy_reward = float(env._healthy_reward)  # type: ignore[attr-defined]
-            self._terminate_when_unhealthy = bool(env._terminate_when_unhealthy)  # type: ignore[attr-defined]
-            self._healthy_z = tuple(float(z) for z in env._healthy_z_range)  # type: ignore[attr-defined]
-            self._force_range = tuple(float(f) for f in env._contact_force_range)  # type: ignore[attr-defined]
-            self._skip_xy = bool(env._exclude_current_positions_from_observation)  # type: ignore[attr-defined]
-            self._with_forces = bool(env._include_cfrc_ext_in_observation)  # type: ignore[attr-defined]
-            main_body = env.model.body(env._main_body).id  # type: ignore[attr-defined]
-        except AttributeError as error:
-            raise InputError(f"{bridge.env_id} is not an Ant-v5 env: {error}") from error
+        settings = self._settings(
+            bridge, "an Ant-v5", forward="_forward_reward_weight", ctrl="_ctrl_cost_weight",
+            contact="_contact_cost_weight", healthy="_healthy_reward", terminate="_terminate_when_unhealthy",
+            healthy_z="_healthy_z_range", force_range="_contact_force_range",
+            skip_xy="_exclude_current_positions_from_observation", with_forces="_include_cfrc_ext_in_observation",
+            main_body="_main_body")
+        self._forward_weight, self._ctrl_weight = float(settings["forward"]), float(settings["ctrl"])
+        self._contact_weight, self._healthy_reward = float(settings["contact"]), float(settings["healthy"])
+        self._terminate_when_unhealthy = bool(settings["terminate"])
+        self._healthy_z = tuple(float(z) for z in settings["healthy_z"])
+        self._force_range = tuple(float(f) for f in settings["force_range"])
+        self._skip_xy, self._with_forces = bool(settings["skip_xy"]), bool(settings["with_forces"])
+        main_body = bridge.model.body(settings["main_body"]).id
         model = bridge.model
         free = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_FREE)
         if len(free) != 1 or model.jnt_bodyid[free[0]] != main_body or model.jnt_qposadr[free[0]] != 0:
             raise InputError(f"{bridge.env_id}: the main body is not the free root at qpos[0:7]")
-        self._dt = float(env.dt)
+        self._dt = float(bridge.env.dt)
         self._model = model
         self._data = mujoco.MjData(model)
         self._spec = mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_CTRL
