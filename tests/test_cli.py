@@ -24,6 +24,7 @@ def test_info_spells_out_a_floating_base_robots_rotation_joints(capsys: pytest.C
     summary = capsys.readouterr().out
     assert "rotation      qpos[0:7] / qvel[0:6]: free joint 'root'" in summary
     assert "NeuralSim/quadruped-walk-v0" in summary
+    assert "activations   12 actuator activations (filter), model inputs beside the action" in summary
 
 
 def test_info_json_describes_a_shipped_checkpoint(capsys: pytest.CaptureFixture[str]) -> None:
