@@ -206,6 +206,8 @@ def rl_command(results: dict, seeds: list[int], name: str) -> str:
     command at a time into the same folder; finished seeds are kept, so it is the same)."""
     penalty = f" --density-penalty {results['density_penalty']}" if results["density_penalty"] else ""
     reset = f" --reset-from {results['reset_from']}" if results.get("reset_from", "buffer") != "buffer" else ""
+    if results.get("max_episode_steps") is not None:
+        reset += f" --max-episode-steps {results['max_episode_steps']}"
     trained = trained_variants(results)
     only = {"real": " --no-reference", "neural_sim": " --reference-only"}
     reference = next((flag for variant, flag in only.items() if variant not in trained), "")
@@ -267,6 +269,8 @@ def rl_table() -> str:
                          if runs else " - " for runs in (results["runs"]["neural_sim"], results["runs"]["real"]))
         settings = [f"density penalty {results['density_penalty']}"] if results["density_penalty"] else []
         settings += [f"reset from {results['reset_from']}"] if results.get("reset_from", "buffer") != "buffer" else []
+        settings += ([f"{results['max_episode_steps']}-step NeuralSim episodes"]
+                     if results.get("max_episode_steps") is not None else [])
         seeds = sorted({int(s) for runs in results["runs"].values() for s in runs})
         neural, real = list(by_seed_neural.values()), list(by_seed_real.values())
         reference_only = "neural_sim" not in trained_variants(results)
