@@ -9,6 +9,8 @@ in float64.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -49,8 +51,10 @@ def zero_activations(layout: StateLayout, batch: int, device: torch.device | str
     return torch.zeros(batch, layout.na, dtype=torch.float32, device=device)
 
 
+@functools.lru_cache(maxsize=32)
 def _constants(spec: ActivationLayout, device: torch.device) -> dict[str, torch.Tensor]:
-    """The rule's per-activation constants as float64 tensors (cheap: a dozen entries)."""
+    """The rule's per-activation constants as float64 tensors, built once per rule and device:
+    environments advance activations every step. Callers must not modify them."""
     def tensor(values: object, dtype: torch.dtype = torch.float64) -> torch.Tensor:
         return torch.as_tensor(values, dtype=dtype, device=device)
 
