@@ -81,7 +81,7 @@ def compare(name: str, iterations: int, rows: int, blocks: int, width: int, seed
     config = read_config(folder)
     simulator = load_simulator(folder, config)
     data = recollect_training_data(config.training)
-    sets = evaluation_sets(config, sequences=10, seed=seed, rows=rows)
+    sets = evaluation_sets(config, folder, sequences=10, seed=seed, rows=rows)
     probe_s = torch.as_tensor(sets["in_distribution"][0], dtype=torch.float32)
     probe_a = torch.as_tensor(sets["in_distribution"][1], dtype=torch.float32)
     results: dict[str, object] = {}

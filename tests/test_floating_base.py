@@ -35,6 +35,7 @@ from neural_sim.pipeline.benchmark import benchmark
 from neural_sim.pipeline.collect import collect
 from neural_sim.pipeline.train import TrainConfig, train
 from neural_sim.robots import DmControlTask, robot_spec
+from neural_sim.robots.activation import ActuatorActivation, activation_layout
 from neural_sim.robots.batched import BridgeLoopTask, make_batched_task
 
 BOX_LEGS = Path(__file__).resolve().parents[1] / "examples" / "custom_robot" / "box_legs.xml"
@@ -316,31 +317,42 @@ def test_the_neural_env_observes_the_activations_the_real_env_would() -> None:
 
 
 def test_each_batched_env_keeps_its_own_activations() -> None:
-    states = torch.as_tensor(np.stack([DmControlTask("quadruped", "walk", seed=s).reset_random() for s in (0, 1)]))
-    batched = BridgeLoopTask(DmControlTask("quadruped", "walk"), num_envs=2)
+    envs = gym.make_vec("NeuralSim/quadruped-walk-v0", num_envs=2)
     singles = [DmControlTask("quadruped", "walk") for _ in range(2)]
-    for single, state in zip(singles, states.numpy(), strict=True):
+    _, info = envs.reset(seed=0)
+    for single, state in zip(singles, info["state"], strict=True):
         single.reset_to(state)
     actions = [_quadruped_actions(singles[0], 6, seed) for seed in (0, 1)]
     for t in range(6):
-        step_actions = np.stack([actions[0][t], actions[1][t]])
-        obs, *_ = batched.step(states, step_actions, states)
+        obs, *_ = envs.step(np.stack([actions[0][t], actions[1][t]]).astype(np.float32))
         for i, single in enumerate(singles):
-            single.transition(states[i].numpy(), step_actions[i], states[i].numpy())
-            np.testing.assert_array_equal(obs["egocentric_state"][i], single.observation()["egocentric_state"])
-    batched.begin_episodes(np.array([1]), [])
-    obs, *_ = batched.step(states[1:], step_actions[1:], states[1:], rows=np.array([1]))
+            single.step_physics(actions[i][t].astype(np.float32))  # activations follow the actions alone
+            np.testing.assert_allclose(obs["egocentric_state"][i, -12:], single.activations, rtol=0, atol=1e-6)
+    envs.reset(options={"reset_mask": np.array([False, True])})
+    obs, *_ = envs.step(np.stack([actions[0][0], actions[1][0]]).astype(np.float32))
+    singles[0].step_physics(actions[0][0].astype(np.float32))
     fresh = DmControlTask("quadruped", "walk")
-    fresh.reset_to(states[1].numpy())
-    fresh.transition(states[1].numpy(), step_actions[1], states[1].numpy())
-    np.testing.assert_array_equal(obs["egocentric_state"][0], fresh.observation()["egocentric_state"])
+    fresh.reset_to(singles[1].get_state())
+    fresh.step_physics(actions[1][0].astype(np.float32))  # env 1 starts again from zero activations
+    np.testing.assert_allclose(obs["egocentric_state"][0, -12:], singles[0].activations, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(obs["egocentric_state"][1, -12:], fresh.activations, rtol=0, atol=1e-6)
+
+
+def test_a_batched_step_of_a_robot_with_activations_refuses_missing_ones() -> None:
+    task = BridgeLoopTask(DmControlTask("quadruped", "walk"))
+    states = torch.as_tensor(DmControlTask("quadruped", "walk", seed=0).reset_random()[None])
+    with pytest.raises(InputError, match=r"12 actuator activations: a batched step needs them as \[1, 12\]"):
+        task.step(states, np.zeros((1, 12)), states)
+    with pytest.raises(InputError, match=r"got \(1, 3\)"):
+        make_batched_task(DmControlTask("quadruped", "walk")).step(states, np.zeros((1, 12)), states,
+                                                                   activations=np.zeros((1, 3)))
 
 
 @pytest.mark.parametrize("task", ["walk", "run"])
 def test_the_batched_quadruped_task_equals_the_stock_one_env_by_env(task: str) -> None:
     native = make_batched_task(DmControlTask("quadruped", task), num_envs=40)
     assert native.native
-    reference = BridgeLoopTask(DmControlTask("quadruped", task), num_envs=40)
+    reference = BridgeLoopTask(DmControlTask("quadruped", task))
     real = DmControlTask("quadruped", task, seed=0)
     rng = np.random.default_rng(0)
     starts = np.stack([real.reset_random() for _ in range(40)])
@@ -348,19 +360,21 @@ def test_the_batched_quadruped_task_equals_the_stock_one_env_by_env(task: str) -
     states[:, 3:7] = torch.as_tensor(starts[:, 3:7])  # unit quaternions: the real starts' orientations
     states[:20, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # upright ...
     states[:20, 23] += torch.as_tensor(rng.uniform(0, 8, size=20))  # ... some moving forward
-    for task_ in (native, reference):
-        task_.begin_episodes(np.arange(40), [])
+    rule = ActuatorActivation(activation_layout(real.physics.model.ptr, real.n_sub_steps))
+    activations = np.zeros((40, 12))
     for key, value in reference.observations(states).items():
         np.testing.assert_allclose(native.observations(states)[key], value, rtol=0, atol=1e-6)
     for t in range(3):  # activations carry over from step to step, env by env
         actions = rng.uniform(-1, 1, size=(40, 12)) * (1.5 if t == 1 else 1.0)
         actions = np.clip(actions, real.action_space.low, real.action_space.high)
-        expected, found = reference.step(states, actions, states), native.step(states, actions, states)
+        activations = rule.advance(activations, actions)  # the env's job: carried from step to step
+        expected = reference.step(states, actions, states, activations=activations)
+        found = native.step(states, actions, states, activations=activations)
         for key, value in expected[0].items():
             np.testing.assert_allclose(found[0][key], value, rtol=0, atol=1e-6)
         np.testing.assert_allclose(found[1], expected[1], rtol=0, atol=1e-6)
     assert 0 < expected[1].mean() and (expected[1] < 1).any()
     rows = np.array([3, 7])
-    subset = native.step(states[rows], actions[rows], states[rows], rows)
-    np.testing.assert_allclose(subset[1], reference.step(states[rows], actions[rows], states[rows], rows)[1],
-                               rtol=0, atol=1e-6)
+    subset = native.step(states[rows], actions[rows], states[rows], rows, activations[rows])
+    np.testing.assert_allclose(subset[1], reference.step(states[rows], actions[rows], states[rows], rows,
+                                                         activations[rows])[1], rtol=0, atol=1e-6)

@@ -86,8 +86,10 @@ class NeuralSimVectorEnv(VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.max_episode_steps = max_episode_steps
         self._states = torch.zeros(self.num_envs, self._size, dtype=torch.float64)
-        # Each env's actuator activations, for a model that takes them (zero at episode starts).
-        self._activations = torch.zeros(self.num_envs, self._layout.na, dtype=torch.float64)
+        # Each env's actuator activations (zero at episode starts): this env advances them by
+        # MuJoCo's rule, feeds them to a model that takes them and passes them to the task.
+        self._activation_rule = None if self.bridge.activation is None else self.bridge.activation.spec
+        self._activations = torch.zeros(self.num_envs, self.bridge.na, dtype=torch.float64)
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
@@ -155,26 +157,30 @@ class NeuralSimVectorEnv(VectorEnv):
                 log_density = self.density.fast_log_density(state_in, action_in).double().cpu()
                 penalty = self.density.penalty(log_density)
             model_in = action_in
-            if self._layout.activations is not None:
+            activations = after = None
+            if self._activation_rule is not None:
                 activations = self._activations if index is None else self._activations[index]
-                model_in = torch.cat([action_in, activations.to(action_in)], dim=-1)
-                stepped = advance_activations(self._layout.activations, activations,
-                                              torch.as_tensor(stepped_actions, dtype=torch.float64))
-                if index is None:
-                    self._activations = stepped
-                else:
-                    self._activations[index] = stepped
+                after = advance_activations(self._activation_rule, activations,
+                                            torch.as_tensor(stepped_actions, dtype=torch.float64))
+                if self._layout.activations is not None:
+                    model_in = torch.cat([action_in, activations.to(action_in)], dim=-1)
             predicted = self.simulator.fast_predict(state_in, model_in).double().cpu()
         left = self._check_domain(previous, predicted, stepped_actions, info)
         if left is not None and left.any():
             predicted[torch.as_tensor(left)] = previous[torch.as_tensor(left)]  # steps that went nowhere
-        observations, rewards, terminated, truncated = self.task.step(previous, stepped_actions, predicted, rows)
+        observations, rewards, terminated, truncated = self.task.step(
+            previous, stepped_actions, predicted, rows, None if after is None else after.numpy())
         if left is not None:
             truncated = truncated | left
         if index is None:
             self._states = predicted
         else:
             self._states[index] = predicted
+        if after is not None:
+            if index is None:
+                self._activations = after
+            else:
+                self._activations[index] = after
         if self.density is not None:
             info["task_reward"] = rewards.copy()
             info["log_density"] = log_density.numpy()

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium import spaces
 
 from neural_sim.model.config import StateLayout
+from neural_sim.robots.activation import ActuatorActivation
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,8 @@ class TaskBridge(Protocol):
     #: Number of actuator activations (MuJoCo ``na``): state outside ``(qpos, qvel)`` that
     #: :meth:`transition` advances exactly from the control (zero at an episode start).
     na: int
+    #: MuJoCo's rule advancing those activations over a control step (``None`` when ``na == 0``).
+    activation: ActuatorActivation | None
 
     @property
     def activations(self) -> np.ndarray:
@@ -83,11 +86,13 @@ class TaskBridge(Protocol):
         """Start an episode at ``state`` (fresh simulator data, then :meth:`set_state`)."""
         ...
 
-    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
+    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray,
+                   activations: np.ndarray | None = None) -> None:
         """A learned step took the robot from ``previous`` to ``state`` under ``action``: leave
-        the physics as a real step would (control applied, actuator activations advanced,
-        ``state`` written, derived quantities recomputed) and let the task score the step,
-        including reward terms that depend on ``previous`` or ``action``."""
+        the physics as a real step would (control applied, actuator activations advanced, or
+        set to ``activations`` when the caller carries them, ``state`` written, derived
+        quantities recomputed) and let the task score the step, including reward terms that
+        depend on ``previous`` or ``action``."""
         ...
 
     def get_state(self) -> np.ndarray:

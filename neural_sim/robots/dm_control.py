@@ -105,7 +105,7 @@ class DmControlTask:
         self.action_space: spaces.Box = action_space
         self.nq, self.nv = int(self.physics.model.nq), int(self.physics.model.nv)
         self.has_episode_state = self._episode_start_changes_model()
-        self._activation = supported_activation(self.physics.model.ptr, self.n_sub_steps, domain)
+        self.activation = supported_activation(self.physics.model.ptr, self.n_sub_steps, domain)
         self.na = int(self.physics.model.na)
 
     def _episode_start_changes_model(self) -> bool:
@@ -147,15 +147,21 @@ class DmControlTask:
             self.physics.data.qpos[:] = state[: self.nq]
             self.physics.data.qvel[:] = state[self.nq :]
 
-    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
+    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray,
+                   activations: np.ndarray | None = None) -> None:
         """Leave the physics as ``control.Environment.step`` would after reaching ``state``.
 
         dm_control rewards read only the current physics (``physics.control()`` included,
         e.g. cartpole's small-control term), so ``previous`` is not needed.
+
+        :param activations: the actuator activations after the step, when the caller carries
+            them (envs sharing this bridge); default: the bridge's own, advanced.
         """
         self.task.before_step(action, self.physics)
-        if self._activation is not None:  # as the physics step would have advanced them
-            self.physics.data.act[:] = self._activation.advance(self.physics.data.act, self.physics.data.ctrl)
+        if activations is not None:
+            self.physics.data.act[:] = activations
+        elif self.activation is not None:  # as the physics step would have advanced them
+            self.physics.data.act[:] = self.activation.advance(self.physics.data.act, self.physics.data.ctrl)
         self.physics.data.time += self.dt
         self.set_state(state)
         self.task.after_step(self.physics)

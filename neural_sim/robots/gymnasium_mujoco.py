@@ -63,13 +63,14 @@ class GymnasiumMujocoTask:
         self.model, self.data = env.model, env.data
         self.nq, self.nv, self.na = int(self.model.nq), int(self.model.nv), int(self.model.na)
         self.dt = float(env.dt)
-        self._activation = supported_activation(self.model, int(env.frame_skip), env_id)
+        self.activation = supported_activation(self.model, int(env.frame_skip), env_id)
         self.observation_space: spaces.Space[Any] = env.observation_space
         action_space = env.action_space
         assert isinstance(action_space, spaces.Box)
         self.action_space: spaces.Box = action_space
         self._real_simulation = env._step_mujoco_simulation  # the env's own physics step
         self._target: np.ndarray | None = None
+        self._target_activations: np.ndarray | None = None
         self._renderer: mujoco.Renderer | None = None
         self._last: tuple[Any, float, bool, dict[str, Any]] | None = None
         self.seed(seed)
@@ -114,16 +115,19 @@ class GymnasiumMujocoTask:
         """One real env step (the env's own ``step``)."""
         self._record(self._env.step(np.asarray(action, dtype=self.action_space.dtype)))
 
-    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray) -> None:
-        """The env's own ``step`` from ``previous``, its simulation replaced by writing ``state``."""
+    def transition(self, previous: np.ndarray, action: np.ndarray, state: np.ndarray,
+                   activations: np.ndarray | None = None) -> None:
+        """The env's own ``step`` from ``previous``, its simulation replaced by writing ``state``
+        (and ``activations``, the actuator activations after the step, when the caller carries
+        them; default: the bridge's own, advanced)."""
         self.set_state(previous)
-        self._target = state
+        self._target, self._target_activations = state, activations
         self._env._step_mujoco_simulation = self._write_target  # type: ignore[method-assign]
         try:
             self._record(self._env.step(np.asarray(action, dtype=self.action_space.dtype)))
         finally:
             self._env._step_mujoco_simulation = self._real_simulation  # type: ignore[method-assign]
-            self._target = None
+            self._target = self._target_activations = None
 
     def actuator_dofs(self) -> np.ndarray:
         """The velocity index (dof) each actuator drives, ``[nu]`` (joint actuators only)."""
@@ -186,8 +190,10 @@ class GymnasiumMujocoTask:
         # derived quantities afterwards (mj_rnePostConstraint fills cfrc_ext for contact costs).
         assert self._target is not None
         self.data.ctrl[:] = ctrl
-        if self._activation is not None:  # as the physics steps would have advanced them
-            self.data.act[:] = self._activation.advance(self.data.act, self.data.ctrl)
+        if self._target_activations is not None:
+            self.data.act[:] = self._target_activations
+        elif self.activation is not None:  # as the physics steps would have advanced them
+            self.data.act[:] = self.activation.advance(self.data.act, self.data.ctrl)
         self.data.time += n_frames * self.model.opt.timestep
         self.data.qpos[:] = self._target[: self.nq]
         self.data.qvel[:] = self._target[self.nq :]

@@ -21,6 +21,7 @@ from neural_sim.robots.batched.base import (
     BatchedTask,
     BridgeLoopTask,
     Observations,
+    PhysicsReadout,
     StateTask,
     StepResult,
     assign_rows,
@@ -53,8 +54,8 @@ NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]]
     **{("walker", task): (lambda bridge, _: WalkerTask(bridge)) for task in ("stand", "walk", "run")},
     ("hopper", "stand"): lambda bridge, _: HopperTask(bridge),
     ("hopper", "hop"): lambda bridge, _: HopperTask(bridge),
-    ("quadruped", "walk"): QuadrupedMove,
-    ("quadruped", "run"): QuadrupedMove,
+    ("quadruped", "walk"): lambda bridge, _: QuadrupedMove(bridge),
+    ("quadruped", "run"): lambda bridge, _: QuadrupedMove(bridge),
 }
 #: Gymnasium env id -> factory(bridge, num_envs) of the torch-native tasks.
 GYMNASIUM_NATIVE_TASKS: dict[str, Callable[[GymnasiumMujocoTask, int], BatchedTask]] = {
@@ -90,7 +91,7 @@ def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1
             "state outside (qpos, qvel) (a target drawn per episode); use the single env "
             "(gymnasium.make, or SB3's make_vec_env with n_envs=N) for this task"
         )
-    return BridgeLoopTask(bridge, num_envs)
+    return BridgeLoopTask(bridge)
 
 
 __all__ = [
@@ -99,6 +100,7 @@ __all__ = [
     "BatchedTask",
     "BridgeLoopTask",
     "Observations",
+    "PhysicsReadout",
     "StateTask",
     "StepResult",
     "assign_rows",

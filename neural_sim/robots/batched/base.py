@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
 
+import mujoco
 import numpy as np
 import torch
 
+from neural_sim.errors import InputError
 from neural_sim.robots.base import TaskBridge
 
 _DEFAULT_VALUE_AT_MARGIN = 0.1
@@ -20,7 +23,12 @@ StepResult = tuple[Observations, np.ndarray, np.ndarray, np.ndarray]
 
 
 class BatchedTask(Protocol):
-    """Task quantities of ``[N, nq + nv]`` states (float64 tensors) of ``num_envs`` envs."""
+    """Task quantities of ``[N, nq + nv]`` states (float64 tensors) of ``num_envs`` envs.
+
+    A robot's actuator activations (MuJoCo ``act``, state outside ``(qpos, qvel)``) belong to
+    the env that steps it: it advances them and passes each step's to :meth:`step`; an
+    episode starts with none (zeros, as after MuJoCo's reset).
+    """
 
     native: bool
 
@@ -35,9 +43,10 @@ class BatchedTask(Protocol):
         ...
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Observation, reward and the task's own termination of steps ``previous -> states``
-        of envs ``rows`` (default: every env, in order)."""
+        of envs ``rows`` (default: every env, in order); ``activations`` ``[len(states), na]``
+        are those envs' actuator activations after the step (robots that have them)."""
         ...
 
 
@@ -63,8 +72,8 @@ class StateTask:
         return _no_termination(states)
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
-        """Everything of the new states (``previous`` and ``actions`` are not needed)."""
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
+        """Everything of the new states (``previous``, ``actions`` and activations are not needed)."""
         return (self.observations(states, rows), self.rewards(states, rows), *self.terminations(states))
 
 
@@ -116,21 +125,16 @@ class BridgeLoopTask:
     """Any task, one state at a time through the real physics (exact, a Python loop).
 
     :param bridge: the task's physics bridge, shared by every env.
-    :param num_envs: the batch size: each env's actuator activations (state outside
-        ``(qpos, qvel)``, advanced by the bridge) are kept here and swapped in for its step.
     """
 
     native = False
 
-    def __init__(self, bridge: TaskBridge, num_envs: int = 1) -> None:
+    def __init__(self, bridge: TaskBridge) -> None:
         self._bridge = bridge
-        self._activations = np.zeros((num_envs, bridge.na)) if bridge.na else None
 
     def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
-        """Episodes start with zero activations (as MuJoCo's reset); the loop draws nothing
-        (tasks with episode state are refused by :func:`make_batched_task`)."""
-        if self._activations is not None:
-            self._activations[rows] = 0.0
+        """The loop draws nothing (tasks with episode state are refused by
+        :func:`make_batched_task`)."""
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> Observations:
         """The task's observations of ``states`` as episode starts."""
@@ -141,22 +145,78 @@ class BridgeLoopTask:
         return stack_observations(found)
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Each step through :meth:`TaskBridge.transition`, with the env's own activations."""
+        check_activations(activations, len(states), self._bridge.na)
         obs, rewards, terminated, truncated = [], [], [], []
-        envs = range(len(states)) if rows is None else rows
-        for env, before, action, after in zip(envs, previous.numpy(), actions, states.numpy(), strict=True):
-            if self._activations is not None:
-                self._bridge.activations = self._activations[env]
-            self._bridge.transition(before, action, after)
-            if self._activations is not None:
-                self._activations[env] = self._bridge.activations
+        for i, (before, action, after) in enumerate(zip(previous.numpy(), actions, states.numpy(), strict=True)):
+            self._bridge.transition(before, action, after, None if activations is None else activations[i])
             obs.append(self._bridge.observation())
             rewards.append(self._bridge.reward())
             term, trunc = self._bridge.termination()
             terminated.append(term)
             truncated.append(trunc)
         return stack_observations(obs), np.asarray(rewards), np.asarray(terminated), np.asarray(truncated)
+
+
+def check_activations(activations: np.ndarray | None, num_states: int, na: int) -> None:
+    """Refuse a step's activations of the wrong shape, or none for a robot that has them.
+
+    :raises InputError: saying what was expected.
+    """
+    if na == 0 and activations is None:
+        return
+    if activations is None or np.shape(activations) != (num_states, na):
+        got = None if activations is None else np.shape(activations)
+        raise InputError(f"the robot has {na} actuator activations: a batched step needs them as "
+                         f"[{num_states}, {na}] (each stepping env's, after the step), got {got}")
+
+
+class PhysicsReadout:
+    """What only MuJoCo computes (sensors, contact forces) for a batch of states: each state,
+    with its control and actuator activations, is written into a private ``MjData`` by one
+    ``mj_setState`` call and ``mj_forward`` is run (C calls; no dm_control indexing).
+
+    :param model: the robot's ``MjModel``.
+    :param contact_forces: also run ``mj_rnePostConstraint`` (``cfrc_ext``), as an env's step
+        leaves it.
+    """
+
+    def __init__(self, model: mujoco.MjModel, contact_forces: bool = False) -> None:
+        self.model, self.data = model, mujoco.MjData(model)
+        self._contact_forces = contact_forces
+        # mj_setState's order: qpos, qvel, act, ctrl.
+        self._spec = (mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_ACT
+                      | mujoco.mjtState.mjSTATE_CTRL)
+
+    def read(self, states: np.ndarray, controls: np.ndarray | None, read: Callable[[mujoco.MjData], Any],
+             shape: tuple[int, ...], activations: np.ndarray | None = None,
+             model: mujoco.MjModel | None = None) -> np.ndarray:
+        """``read(data)`` after ``mj_forward`` at each state, ``[N, *shape]``.
+
+        :param states: ``[N, nq + nv]``.
+        :param controls: ``[N, nu]`` (``None``: zero, as at an episode start).
+        :param read: what to take from the ``MjData`` (copied into the result).
+        :param shape: the shape of one reading.
+        :param activations: ``[N, na]`` (``None``: zero, as at an episode start).
+        :param model: another model with the same dimensions (e.g. one with actuation disabled).
+        """
+        model = self.model if model is None else model
+        n = len(states)
+        rows = np.zeros((n, states.shape[1] + model.na + model.nu))
+        rows[:, : states.shape[1]] = states
+        if activations is not None:
+            rows[:, states.shape[1] : states.shape[1] + model.na] = activations
+        if controls is not None:
+            rows[:, states.shape[1] + model.na :] = controls
+        data, found = self.data, np.empty((n, *shape))
+        for i, row in enumerate(rows):
+            mujoco.mj_setState(model, data, row, self._spec)
+            mujoco.mj_forward(model, data)
+            if self._contact_forces:
+                mujoco.mj_rnePostConstraint(model, data)
+            found[i] = read(data)
+        return found
 
 
 def stack_observations(observations: list[Any]) -> Observations:

@@ -37,7 +37,7 @@ class CartpoleTask(StateTask):
                            velocity=states[:, self._nq :].numpy().copy())
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Observation, reward (with the action as the step's control) and no termination."""
         return self.observations(states, rows), self.rewards_with_control(states, actions), *self.terminations(states)
 

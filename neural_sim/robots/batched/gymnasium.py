@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from neural_sim.errors import InputError
-from neural_sim.robots.batched.base import StepResult
+from neural_sim.robots.batched.base import PhysicsReadout, StepResult
 from neural_sim.robots.gymnasium_mujoco import GymnasiumMujocoTask
 
 
@@ -61,7 +61,7 @@ class HalfCheetahForward(_GymnasiumTask):
         return (states[:, 1:] if self._skip_x else states).numpy().copy()
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Forward reward from the x displacement over the step, minus the control cost."""
         x_velocity = ((states[:, 0] - previous[:, 0]) / self._dt).numpy()
         # The env squares the action it is given as float32 (the bridge passes the space's dtype).
@@ -79,7 +79,7 @@ class InvertedPendulumBalance(_GymnasiumTask):
         return states.numpy().copy()
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Terminated when the pole leaves 0.2 rad (or a value is not finite); reward 1 until then."""
         observations = self.observations(states)
         terminated = ~np.isfinite(observations).all(axis=1) | (np.abs(observations[:, 1]) > 0.2)
@@ -118,22 +118,12 @@ class AntForward(_GymnasiumTask):
             raise InputError(f"{bridge.env_id}: the main body is not the free root at qpos[0:7]")
         self._dt = float(bridge.env.dt)
         self._model = model
-        self._data = mujoco.MjData(model)
-        self._spec = mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_CTRL
-        self._state_size, self._nu = bridge.nq + bridge.nv, int(model.nu)
+        self._physics = PhysicsReadout(model, contact_forces=True)
 
     def _contact_forces(self, states: torch.Tensor, actions: np.ndarray) -> np.ndarray:
         """``clip(cfrc_ext)`` of every body but the world, ``[N, nbody - 1, 6]``."""
-        rows = np.empty((len(states), self._state_size + self._nu))
-        rows[:, : self._state_size] = states.numpy()
-        rows[:, self._state_size :] = actions
-        model, data = self._model, self._data
-        found = np.empty((len(rows), model.nbody - 1, 6))
-        for i, row in enumerate(rows):
-            mujoco.mj_setState(model, data, row, self._spec)
-            mujoco.mj_forward(model, data)
-            mujoco.mj_rnePostConstraint(model, data)
-            found[i] = data.cfrc_ext[1:]
+        found = self._physics.read(states.numpy(), actions, lambda data: data.cfrc_ext[1:],
+                                   (self._model.nbody - 1, 6))
         low, high = self._force_range
         return np.clip(found, low, high)
 
@@ -149,7 +139,7 @@ class AntForward(_GymnasiumTask):
         return self._observations(states, np.zeros((len(states), self._model.nbody - 1, 6)))
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Forward, healthy, control and contact terms of the env's own reward."""
         # The env squares the action it is given as float32 (the bridge passes the space's dtype).
         controls = actions.astype(np.float32)

@@ -6,13 +6,12 @@ import math
 from collections import OrderedDict
 from collections.abc import Callable
 
-import mujoco
 import numpy as np
 import torch
 from dm_control.suite import hopper as dm_hopper
 
 from neural_sim.model.tracing import trace_function
-from neural_sim.robots.batched.base import StateTask, StepResult, tolerance
+from neural_sim.robots.batched.base import PhysicsReadout, StateTask, StepResult, tolerance
 from neural_sim.robots.batched.kinematics import PlanarKinematics
 from neural_sim.robots.dm_control import DmControlTask
 
@@ -36,15 +35,11 @@ class HopperTask(StateTask):
         self._stand_height = float(dm_hopper._STAND_HEIGHT)  # the stock task's own constants
         self._hop_speed = float(dm_hopper._HOP_SPEED)
         self._nq = bridge.nq
-        self._model = model.ptr
-        self._data = mujoco.MjData(self._model)
+        self._physics = PhysicsReadout(model.ptr)
         toe, heel = (int(model.sensor_adr[model.name2id(name, "sensor")]) for name in ("touch_toe", "touch_heel"))
         if heel != toe + 1:
             raise NotImplementedError("the touch sensors are not adjacent")  # read as one slice below
         self._touch = slice(toe, heel + 1)
-        # qpos, qvel and ctrl as one vector per state: one mj_setState call instead of three writes.
-        self._spec = mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_CTRL
-        self._state_size, self._nu = bridge.nq + bridge.nv, int(model.nu)
         self._traced: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, ...]] | None = None
 
     def _quantities(self, qpos: torch.Tensor, qvel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,16 +58,8 @@ class HopperTask(StateTask):
     def _touch_sensors(self, states: torch.Tensor, controls: np.ndarray | None) -> np.ndarray:
         """``log1p`` of the toe and heel touch sensors at each state under its control ``[N, 2]``
         (zero control: an episode start, where dm_control resets it)."""
-        rows = np.zeros((len(states), self._state_size + self._nu))
-        rows[:, : self._state_size] = states.numpy()
-        if controls is not None:
-            rows[:, self._state_size :] = controls
-        model, data, sensors = self._model, self._data, self._data.sensordata
-        found = np.empty((len(rows), 2))
-        for i, row in enumerate(rows):
-            mujoco.mj_setState(model, data, row, self._spec)
-            mujoco.mj_forward(model, data)
-            found[i] = sensors[self._touch]
+        touch = self._touch
+        found = self._physics.read(states.numpy(), controls, lambda data: data.sensordata[touch], (2,))
         return np.log1p(found)
 
     def _observations(self, states: torch.Tensor, controls: np.ndarray | None) -> OrderedDict[str, np.ndarray]:
@@ -86,7 +73,7 @@ class HopperTask(StateTask):
         return self._observations(states, None)
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Observation (touch under the step's control) and the stock reward."""
         height, speed = self._evaluate(states)
         standing = tolerance(height, (self._stand_height, 2.0))

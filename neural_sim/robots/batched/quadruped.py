@@ -11,8 +11,7 @@ import numpy as np
 import torch
 from dm_control.suite import quadruped as dm_quadruped
 
-from neural_sim.robots.activation import supported_activation
-from neural_sim.robots.batched.base import StepResult, tolerance
+from neural_sim.robots.batched.base import PhysicsReadout, StepResult, check_activations, tolerance
 from neural_sim.robots.dm_control import DmControlTask
 
 #: Each task's target speed, the stock task's own constants.
@@ -23,30 +22,24 @@ class QuadrupedMove:
     """The quadruped's walk and run tasks: stay upright, move forward at the task's speed.
 
     Its observation is mostly MuJoCo's sensors (velocimeter, IMU, force and torque at the
-    toes), read after one ``mj_forward`` per env on a private ``MjData`` with the env's
-    state, control and actuator activations; the servo targets (activations) of each env
-    advance exactly by MuJoCo's rule (:mod:`neural_sim.model.activations`).
+    toes), read after one ``mj_forward`` per env with the env's state, control and actuator
+    activations (the servo targets, which the env advances and passes to :meth:`step`).
 
     :param bridge: the task's bridge (its model and settings).
-    :param num_envs: the batch size (one set of activations per env).
     """
 
     native = True
 
-    def __init__(self, bridge: DmControlTask, num_envs: int) -> None:
+    def __init__(self, bridge: DmControlTask) -> None:
         model = bridge.physics.model.ptr
         if bridge.na == 0 or bridge.task_name not in MOVE_SPEEDS:
             raise NotImplementedError("not the stock quadruped's walk or run task")
-        self._model, self._data = model, mujoco.MjData(model)
+        self._physics = PhysicsReadout(model)
         # dm_control computes an episode start's quantities with actuation disabled (its
         # reset has no meaningful control yet); the servos' pull toward zero would show in
         # the accelerometer and toe forces otherwise.
         self._start_model = copy.copy(model)
         self._start_model.opt.disableflags |= mujoco.mjtDisableBit.mjDSBL_ACTUATION
-        rule = supported_activation(model, bridge.n_sub_steps, bridge.domain)
-        assert rule is not None
-        self._rule = rule
-        self._activations = np.zeros((num_envs, model.na))
         self._speed = MOVE_SPEEDS[bridge.task_name]
         hinges = np.flatnonzero(model.jnt_type == mujoco.mjtJoint.mjJNT_HINGE)
         self._hinge_qpos = np.asarray(model.jnt_qposadr[hinges])
@@ -61,32 +54,27 @@ class QuadrupedMove:
         self._velocimeter = sensors(mujoco.mjtSensor.mjSENS_VELOCIMETER)
         self._imu = sensors(mujoco.mjtSensor.mjSENS_GYRO, mujoco.mjtSensor.mjSENS_ACCELEROMETER)
         self._force_torque = sensors(mujoco.mjtSensor.mjSENS_FORCE, mujoco.mjtSensor.mjSENS_TORQUE)
-        self._spec = (mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_ACT
-                      | mujoco.mjtState.mjSTATE_CTRL)
-        self._state_size, self._na, self._nu = bridge.nq + bridge.nv, int(model.na), int(model.nu)
+        self._nq, self._na, self._nsensor = bridge.nq, int(model.na), int(model.nsensordata)
 
     def begin_episodes(self, rows: np.ndarray, rngs: list[np.random.Generator]) -> None:
-        """Episodes start with zero activations, as after MuJoCo's reset."""
-        self._activations[rows] = 0.0
+        """The task draws nothing at an episode start."""
 
-    def _evaluate(self, states: torch.Tensor, activations: np.ndarray, controls: np.ndarray,
-                  start: bool = False) -> tuple[OrderedDict[str, np.ndarray], np.ndarray]:
-        """Observations and rewards at each state with its activations and control (at an
-        episode ``start``, as dm_control's reset computes them)."""
-        rows = np.concatenate([states.numpy(), activations, controls], axis=1)
-        n = len(rows)
-        readings, upright = np.empty((n, self._data.sensordata.size)), np.empty(n)
-        model, data = (self._start_model if start else self._model), self._data
-        for i, row in enumerate(rows):
-            mujoco.mj_setState(model, data, row, self._spec)
-            mujoco.mj_forward(model, data)
-            readings[i] = data.sensordata
-            upright[i] = data.xmat[self._torso, 8]  # the torso's z axis, world z component
-        values = rows[:, : self._state_size]
-        qvel = values[:, self._state_size - self._model.nv :]
+    def _evaluate(self, states: torch.Tensor, activations: np.ndarray | None, controls: np.ndarray | None
+                  ) -> tuple[OrderedDict[str, np.ndarray], np.ndarray]:
+        """Observations and rewards at each state with its activations and control (``None``:
+        an episode start, computed as dm_control's reset computes it)."""
+        start = controls is None
+        torso = self._torso
+        readings = self._physics.read(
+            states.numpy(), controls, lambda data: np.append(data.sensordata, data.xmat[torso, 8]),
+            (self._nsensor + 1,), activations, model=self._start_model if start else None)
+        upright = readings[:, -1]  # the torso's z axis, world z component
+        qpos, qvel = states[:, : self._nq].numpy(), states[:, self._nq :].numpy()
         velocity = readings[:, self._velocimeter]
         observations = OrderedDict(
-            egocentric_state=np.concatenate([values[:, self._hinge_qpos], qvel[:, self._hinge_qvel], activations], 1),
+            egocentric_state=np.concatenate(
+                [qpos[:, self._hinge_qpos], qvel[:, self._hinge_qvel],
+                 np.zeros((len(states), self._na)) if activations is None else activations], 1),
             torso_velocity=velocity,
             torso_upright=upright,
             imu=readings[:, self._imu],
@@ -100,15 +88,12 @@ class QuadrupedMove:
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
         """Observations at episode starts (zero activations and control)."""
-        return self._evaluate(states, np.zeros((len(states), self._na)), np.zeros((len(states), self._nu)),
-                              start=True)[0]
+        return self._evaluate(states, None, None)[0]
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
-             rows: np.ndarray | None = None) -> StepResult:
-        """Advance each env's activations under its action, then observe and score."""
-        envs = np.arange(len(states)) if rows is None else np.asarray(rows)
-        controls = np.asarray(actions, dtype=np.float64)
-        self._activations[envs] = self._rule.advance(self._activations[envs], controls)
-        observations, rewards = self._evaluate(states, self._activations[envs], controls)
+             rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
+        """Observe and score each env's new state under its action and activations."""
+        check_activations(activations, len(states), self._na)
+        observations, rewards = self._evaluate(states, activations, np.asarray(actions, dtype=np.float64))
         never = np.zeros(len(states), dtype=bool)
         return observations, rewards, never, never.copy()
