@@ -145,7 +145,8 @@ def _cmd_fit_density(args: argparse.Namespace, argv: Sequence[str]) -> None:
     folder = resolve_checkpoint(args.checkpoint)
     config = read_config(folder)
     dataset = _training_data(folder, config)
-    fit_config = DensityFitConfig(kind=args.kind, iterations=args.iterations, seed=args.seed)
+    fit_config = DensityFitConfig(kind=args.kind, transforms=args.transforms, hidden=tuple(args.hidden),
+                                  iterations=args.iterations, seed=args.seed)
     density = fit_density(dataset, config.simulator, fit_config, command=_command_line(argv), progress=True)
     config = save_density(folder, density)
     write_card(folder, config)
@@ -600,6 +601,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", help=CHECKPOINT_HELP)
     p.add_argument("--kind", choices=["nsf", "maf"], default="maf",
                    help="zuko flow (default maf; see benchmarks/compare_density.py)")
+    p.add_argument("--transforms", type=int, default=1, help="flow transforms (default 1: the cheapest env step)")
+    p.add_argument("--hidden", type=int, nargs="+", default=[64, 64], help="conditioner hidden widths (default 64 64)")
     p.add_argument("--iterations", type=int, default=3000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")

@@ -378,3 +378,28 @@ def test_the_batched_quadruped_task_equals_the_stock_one_env_by_env(task: str) -
     subset = native.step(states[rows], actions[rows], states[rows], rows, activations[rows])
     np.testing.assert_allclose(subset[1], reference.step(states[rows], actions[rows], states[rows], rows,
                                                          activations[rows])[1], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("task", ["stand", "walk", "run", "run_pure_state"])
+def test_the_batched_humanoid_task_equals_the_stock_one_env_by_env(task: str) -> None:
+    native = make_batched_task(DmControlTask("humanoid", task), num_envs=60)
+    assert native.native
+    reference = BridgeLoopTask(DmControlTask("humanoid", task))
+    real = DmControlTask("humanoid", task, seed=0)
+    rng = np.random.default_rng(0)
+    starts = np.stack([real.reset_random() for _ in range(60)])
+    states = torch.as_tensor(starts + rng.normal(size=starts.shape) * 0.2)
+    states[:, 3:7] = torch.as_tensor(starts[:, 3:7])  # unit quaternions: the real starts' orientations
+    states[:30, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # upright, head near its standing height ...
+    states[:30, 2] = torch.as_tensor(rng.uniform(1.2, 1.5, size=30))
+    states[:30, 7:28] *= 0.1
+    states[:30, 28:30] = torch.as_tensor(rng.uniform(-12, 12, size=(30, 2)))  # ... some moving
+    actions = rng.uniform(-1.2, 1.2, size=(60, 21))
+    expected, found = reference.step(states, actions, states), native.step(states, actions, states)
+    assert list(found[0]) == list(expected[0])
+    for key, value in expected[0].items():
+        np.testing.assert_allclose(found[0][key], value, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(found[1], expected[1], rtol=0, atol=1e-6)
+    assert 0 < expected[1].mean() and (expected[1] < 0.5).any() and (expected[1] > 0.3).any()
+    for key, value in reference.observations(states).items():
+        np.testing.assert_allclose(native.observations(states)[key], value, rtol=0, atol=1e-6)

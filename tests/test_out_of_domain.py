@@ -208,7 +208,7 @@ def test_an_unknown_out_of_domain_mode_is_refused() -> None:
 # -- batched ------------------------------------------------------------------------------
 
 def _batched_states(env: NeuralSimVectorEnv, far_row: int) -> np.ndarray:
-    states = env._reset_states[:4].copy()
+    states = env._reset_states[:4].cpu().numpy().copy()
     states[far_row, env._layout.nq:] = 1e3
     return states
 
@@ -339,3 +339,17 @@ def test_a_domain_refuses_empty_or_non_finite_data() -> None:
         DataDomain.from_states(np.array([[0.0, np.nan]]), layout)
     with pytest.raises(ValueError, match="margin"):
         DataDomain.from_states(np.zeros((3, 2)), layout, margin=-1)
+
+
+@pytest.mark.parametrize("robot", ["cheetah", "quadruped"])
+def test_the_domain_checks_tensors_as_it_checks_arrays(robot: str) -> None:
+    config = read_config(shipped_checkpoints_dir() / robot)
+    assert config.domain is not None
+    layout = config.simulator.layout
+    states = np.random.default_rng(0).normal(size=(300, layout.state_size)) * 3
+    if layout.quaternion_qpos:
+        quaternion = list(layout.quaternion_qpos)
+        states[:, quaternion] /= np.linalg.norm(states[:, quaternion], axis=1, keepdims=True)
+    expected = config.domain.outside(states, layout)
+    assert 0 < expected.mean() < 1
+    np.testing.assert_array_equal(config.domain.outside_tensor(torch.as_tensor(states), layout).numpy(), expected)

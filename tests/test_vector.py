@@ -272,3 +272,35 @@ def test_ppo_trains_unchanged_on_the_sb3_adapter() -> None:
                 policy_kwargs={"net_arch": [16]})
     model.learn(total_timesteps=512)
     assert model.num_timesteps == 512
+
+
+def _rollout(envs: NeuralSimVectorEnv, steps: int) -> list[tuple]:
+    out = [envs.reset(seed=3)]
+    rng = np.random.default_rng(0)
+    for _ in range(steps):
+        out.append(envs.step(rng.uniform(-1, 1, size=envs.action_space.shape).astype(np.float32)))
+    return out
+
+
+def test_the_batched_env_keeps_states_on_the_models_device_and_returns_host_arrays() -> None:
+    envs = NeuralSimVectorEnv(5, "cheetah", max_episode_steps=4, density_penalty=1.0)
+    assert envs.device == envs.simulator.device
+    *_, (obs, rewards, terminated, truncated, info) = _rollout(envs, 6)  # through an autoreset
+    for value in (*obs.values(), rewards, terminated, truncated, info["state"], info["penalty"]):
+        assert isinstance(value, np.ndarray)
+    assert envs._states.device == envs.simulator.device and envs._reset_states.device == envs.simulator.device
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("checkpoint", ["cheetah", "walker", "reacher", "quadruped", "HalfCheetah-v5"])
+def test_a_cuda_batched_env_returns_what_the_cpu_one_does(checkpoint: str) -> None:
+    runs = [_rollout(NeuralSimVectorEnv(8, checkpoint, max_episode_steps=3, device=device), 5)
+            for device in ("cpu", "cuda")]
+    for cpu, cuda in zip(*runs, strict=True):
+        cpu_obs, cuda_obs = cpu[0], cuda[0]
+        for key in (cpu_obs if isinstance(cpu_obs, dict) else [None]):
+            a, b = (cpu_obs, cuda_obs) if key is None else (cpu_obs[key], cuda_obs[key])
+            np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)  # float32 rounding of one step
+        if len(cpu) == 5:
+            np.testing.assert_allclose(cuda[1], cpu[1], rtol=1e-4, atol=1e-4)
+            np.testing.assert_array_equal(cuda[2] | cuda[3], cpu[2] | cpu[3])

@@ -10,6 +10,7 @@ import warnings
 from typing import Literal
 
 import numpy as np
+import torch
 
 from neural_sim.errors import DivergenceError, InputError, OutOfDomainError, OutOfDomainWarning
 from neural_sim.model.config import StateLayout
@@ -47,18 +48,35 @@ class DomainGuard:
         """Whether steps are checked at all (not ``"ignore"``)."""
         return self.mode != "ignore"
 
-    def leaving(self, previous: np.ndarray, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    def leaving(self, previous: np.ndarray | torch.Tensor, predicted: np.ndarray | torch.Tensor
+                ) -> tuple[np.ndarray, np.ndarray | None]:
         """``(left [N], outside [N, len(dims)] or None)``: the rows whose step starts outside,
-        lands outside or predicts a non-finite value, and which checked dimensions are out."""
+        lands outside or predicts a non-finite value, and which checked dimensions are out.
+
+        Tensors are checked on their device; only ``left`` comes back to the host, and
+        ``outside`` too when a row left.
+        """
+        if isinstance(predicted, torch.Tensor):
+            assert isinstance(previous, torch.Tensor)
+            non_finite = ~torch.isfinite(predicted).all(-1)
+            if self.domain is None:
+                return non_finite.cpu().numpy(), None
+            outside_t = self.domain.outside_tensor(previous, self.layout) | self.domain.outside_tensor(predicted,
+                                                                                                        self.layout)
+            left_t = non_finite | outside_t.any(-1)
+            left_h = left_t.cpu().numpy()
+            return left_h, (outside_t.cpu().numpy() if left_h.any() else None)
+        assert isinstance(previous, np.ndarray)
         left = ~np.isfinite(predicted).all(-1)
         if self.domain is None:
             return left, None
         outside = self.domain.outside(previous, self.layout) | self.domain.outside(predicted, self.layout)
         return left | outside.any(-1), outside
 
-    def check(self, previous: np.ndarray, predicted: np.ndarray, actions: np.ndarray,
+    def check(self, previous: np.ndarray | torch.Tensor, predicted: np.ndarray | torch.Tensor, actions: np.ndarray,
               where: str) -> tuple[np.ndarray, np.ndarray | None] | None:
-        """Apply the policy to a batch of steps ``previous -> predicted`` under ``actions``.
+        """Apply the policy to a batch of steps ``previous -> predicted`` under ``actions``
+        (states as arrays, or as tensors on any device: see :meth:`leaving`).
 
         :return: ``None`` under ``"ignore"``; else ``(left [N], dims)``, ``dims`` an object
             array naming what was out per row that left (``None`` elsewhere), or ``None`` when
@@ -67,8 +85,10 @@ class DomainGuard:
         :raises OutOfDomainError: a row left, under ``"raise"``.
         """
         if not self.active:
-            finite = np.isfinite(predicted).all(-1)
+            finite = (torch.isfinite(predicted).all(-1).cpu().numpy() if isinstance(predicted, torch.Tensor)
+                      else np.isfinite(predicted).all(-1))
             if not finite.all():
+                previous, predicted = _host(previous), _host(predicted)
                 bad = int(np.flatnonzero(~finite)[0])
                 raise DivergenceError(
                     f"{where}: the learned simulator produced a non-finite state from state "
@@ -79,6 +99,7 @@ class DomainGuard:
         left, outside = self.leaving(previous, predicted)
         if not left.any():
             return left, None
+        previous, predicted = _host(previous), _host(predicted)  # a row left: rare, described on the host
         rows = np.flatnonzero(left)
         self.handle(rows, previous, predicted, outside, actions, where)
         dims = np.full(len(left), None, dtype=object)
@@ -111,3 +132,7 @@ class DomainGuard:
             warnings.warn(message + ": the episode is truncated (out_of_domain='truncate'; this warning is shown "
                           "once per process, info['out_of_domain'] marks every such step)", OutOfDomainWarning,
                           stacklevel=3)
+
+
+def _host(states: np.ndarray | torch.Tensor) -> np.ndarray:
+    return states.cpu().numpy() if isinstance(states, torch.Tensor) else states

@@ -17,6 +17,7 @@ from neural_sim.envs.out_of_domain import DomainGuard, OutOfDomain
 from neural_sim.errors import InputError
 from neural_sim.model.activations import advance as advance_activations
 from neural_sim.robots.batched import assign_rows, make_batched_task, merge_rows, observation_row
+from neural_sim.robots.batched.base import to_host
 
 AUTORESET_MODES = (AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP)
 
@@ -74,22 +75,25 @@ class NeuralSimVectorEnv(VectorEnv):
                                env_kwargs)
         self.config, self.bridge, self.simulator = parts.config, parts.bridge, parts.simulator
         self.density, self.density_penalty = parts.density, parts.density_penalty
-        self._reset_states = parts.reset_states
+        # States, activations and the reset buffer live on the model's device across steps;
+        # only what Gymnasium returns (observations, rewards, flags, info) comes to the host.
+        self.device = self.simulator.device
+        self._reset_states = torch.as_tensor(parts.reset_states, dtype=torch.float64, device=self.device)
         self._layout = self.config.simulator.layout
         self._size = self._layout.state_size
         self._guard = DomainGuard(self.config.domain, self._layout, out_of_domain)
         self.out_of_domain: OutOfDomain = self._guard.mode
-        self.task = make_batched_task(self.bridge, native=native_tasks, num_envs=self.num_envs)
+        self.task = make_batched_task(self.bridge, native=native_tasks, num_envs=self.num_envs, device=self.device)
         self.single_observation_space = self.bridge.observation_space
         self.single_action_space: gym.spaces.Box = self.bridge.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self.max_episode_steps = max_episode_steps
-        self._states = torch.zeros(self.num_envs, self._size, dtype=torch.float64)
+        self._states = torch.zeros(self.num_envs, self._size, dtype=torch.float64, device=self.device)
         # Each env's actuator activations (zero at episode starts): this env advances them by
         # MuJoCo's rule, feeds them to a model that takes them and passes them to the task.
         self._activation_rule = None if self.bridge.activation is None else self.bridge.activation.spec
-        self._activations = torch.zeros(self.num_envs, self.bridge.na, dtype=torch.float64)
+        self._activations = torch.zeros(self.num_envs, self.bridge.na, dtype=torch.float64, device=self.device)
         self._steps = np.zeros(self.num_envs, dtype=np.int64)
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
         self._rngs = [np.random.default_rng() for _ in range(self.num_envs)]
@@ -124,15 +128,16 @@ class NeuralSimVectorEnv(VectorEnv):
         if seed is not None:  # checked, like everything above, before anything changes
             self._rngs = [np.random.default_rng(s) for s in self._check_seeds(seed)]
         if states is not None:
-            self._states[mask] = torch.as_tensor(states[mask])
-            self._activations[torch.as_tensor(mask)] = 0.0
+            on_device = self._on_device(mask)
+            self._states[on_device] = torch.as_tensor(states[mask], device=self.device)
+            self._activations[on_device] = 0.0
             self.task.begin_episodes(np.flatnonzero(mask), self._rngs)
         else:
             self._reset_from_buffer(mask)
         self._steps[mask] = 0  # also for given start states
         self._needs_reset[mask] = False
         self._started = True
-        return self.task.observations(self._states), {"state": self._states.numpy().copy()}
+        return self.task.observations(self._states), {"state": to_host(self._states, copy=True)}
 
     def step(self, actions: np.ndarray) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
         """Advance every env one control step (see ``autoreset_mode`` for ended envs)."""
@@ -146,30 +151,30 @@ class NeuralSimVectorEnv(VectorEnv):
         rows = np.flatnonzero(~resetting) if resetting.any() else None
         if rows is not None and len(rows) == 0:
             return self._reset_all_ended()
-        index = None if rows is None else torch.as_tensor(rows)
+        index = None if rows is None else self._on_device(rows)
         previous = self._states if index is None else self._states[index]
         stepped_actions = actions if rows is None else actions[rows]
         info: dict[str, Any] = {}
         with torch.no_grad():
-            state_in = previous.to(device=self.simulator.device, dtype=torch.float32)  # moved once
-            action_in = torch.as_tensor(stepped_actions, dtype=torch.float32, device=self.simulator.device)
+            actions_in = torch.as_tensor(stepped_actions, dtype=torch.float64, device=self.device)  # moved once
+            state_in, action_in = previous.float(), actions_in.float()
             if self.density is not None:
-                log_density = self.density.fast_log_density(state_in, action_in).double().cpu()
+                log_density = self.density.fast_log_density(state_in, action_in).double()
                 penalty = self.density.penalty(log_density)
             model_in = action_in
             activations = after = None
             if self._activation_rule is not None:
                 activations = self._activations if index is None else self._activations[index]
-                after = advance_activations(self._activation_rule, activations,
-                                            torch.as_tensor(stepped_actions, dtype=torch.float64))
+                after = advance_activations(self._activation_rule, activations, actions_in)
                 if self._layout.activations is not None:
                     model_in = torch.cat([action_in, activations.to(action_in)], dim=-1)
-            predicted = self.simulator.fast_predict(state_in, model_in).double().cpu()
+            predicted = self.simulator.fast_predict(state_in, model_in).double()
         left = self._check_domain(previous, predicted, stepped_actions, info)
         if left is not None and left.any():
-            predicted[torch.as_tensor(left)] = previous[torch.as_tensor(left)]  # steps that went nowhere
+            went_nowhere = self._on_device(left)
+            predicted[went_nowhere] = previous[went_nowhere]  # steps that went nowhere
         observations, rewards, terminated, truncated = self.task.step(
-            previous, stepped_actions, predicted, rows, None if after is None else after.numpy())
+            previous, stepped_actions, predicted, rows, None if after is None else to_host(after))
         if left is not None:
             truncated = truncated | left
         if index is None:
@@ -183,14 +188,13 @@ class NeuralSimVectorEnv(VectorEnv):
                 self._activations[index] = after
         if self.density is not None:
             info["task_reward"] = rewards.copy()
-            info["log_density"] = log_density.numpy()
-            info["penalty"] = penalty.numpy()
+            info["log_density"], info["penalty"] = to_host(log_density), to_host(penalty)
             rewards = rewards + self.density_penalty * info["penalty"]
         if rows is not None:  # the resetting envs: a reset's observation, no reward, not ended
             starting = np.flatnonzero(resetting)
             self._reset_from_buffer(resetting)
             observations = merge_rows(self.num_envs, rows, observations, starting,
-                                      self.task.observations(self._states[torch.as_tensor(starting)], starting))
+                                      self.task.observations(self._states[self._on_device(starting)], starting))
             rewards, terminated, truncated = (_scatter(self.num_envs, rows, values)
                                               for values in (rewards, terminated, truncated))
             for key in ("task_reward", "log_density", "penalty", "out_of_domain", "out_of_domain_dims"):
@@ -210,14 +214,14 @@ class NeuralSimVectorEnv(VectorEnv):
                 dtype=object,
             )
             info["_final_obs"] = ended.copy()
-            info["final_state"] = np.where(ended[:, None], self._states.numpy(), np.nan)
+            info["final_state"] = np.where(ended[:, None], to_host(self._states), np.nan)
             self._reset_from_buffer(ended)
             restarted = np.flatnonzero(ended)  # only their observations change
-            assign_rows(observations, ended, self.task.observations(self._states[torch.as_tensor(restarted)],
+            assign_rows(observations, ended, self.task.observations(self._states[self._on_device(restarted)],
                                                                     restarted))
         else:
             self._needs_reset = ended
-        info["state"] = self._states.numpy().copy()
+        info["state"] = to_host(self._states, copy=True)
         return observations, rewards, terminated, truncated, info
 
     def _reset_all_ended(self) -> tuple[Any, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
@@ -230,13 +234,13 @@ class NeuralSimVectorEnv(VectorEnv):
             info.update(task_reward=zeros.copy(), log_density=zeros.copy(), penalty=zeros.copy())
         if self._guard.active:
             info["out_of_domain"] = no.copy()
-        info["state"] = self._states.numpy().copy()
+        info["state"] = to_host(self._states, copy=True)
         return self.task.observations(self._states), zeros, no, no.copy(), info
 
     def _check_domain(self, previous: torch.Tensor, predicted: torch.Tensor, actions: np.ndarray,
                       info: dict[str, Any]) -> np.ndarray | None:
         """Which of the stepped envs left the data domain (``None`` under ``"ignore"``); fills ``info``."""
-        checked = self._guard.check(previous.numpy(), predicted.numpy(), actions, "NeuralSimVectorEnv.step")
+        checked = self._guard.check(previous, predicted, actions, "NeuralSimVectorEnv.step")
         if checked is None:
             return None
         left, dims = checked
@@ -268,13 +272,18 @@ class NeuralSimVectorEnv(VectorEnv):
             raise InputError(f"seed must be >= 0, got {seed!r}")
         return seeds
 
+    def _on_device(self, values: np.ndarray) -> torch.Tensor:
+        """Row indices or a row mask, as a tensor on the states' device."""
+        return torch.as_tensor(values, device=self.device)
+
     def _reset_from_buffer(self, mask: np.ndarray) -> None:
         """Envs ``mask`` start an episode from a buffer state drawn with their own generator."""
         rows = np.flatnonzero(mask)
         self._steps[rows] = 0
-        self._activations[torch.as_tensor(rows)] = 0.0
-        for i in rows:
-            self._states[i] = torch.as_tensor(self._reset_states[self._rngs[i].integers(len(self._reset_states))])
+        on_device = self._on_device(rows)
+        self._activations[on_device] = 0.0
+        drawn = [self._rngs[i].integers(len(self._reset_states)) for i in rows]  # each env's own generator
+        self._states[on_device] = self._reset_states[torch.as_tensor(drawn, dtype=torch.int64, device=self.device)]
         self.task.begin_episodes(rows, self._rngs)
 
 

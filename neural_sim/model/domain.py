@@ -14,9 +14,10 @@ from functools import cached_property
 from typing import Any
 
 import numpy as np
+import torch
 
 from neural_sim.model.config import StateLayout
-from neural_sim.model.rotations import body_frame_states
+from neural_sim.model.rotations import body_frame_states, body_frame_tensor
 
 #: Margin added on each side, as a fraction of the data's range per dimension. Chosen with
 #: ``neural-sim fit-domain`` (held-out data the model never saw, per margin: how often a real
@@ -101,6 +102,29 @@ class DataDomain:
             states = body_frame_states(states, layout)
         values = np.asarray(states)[..., dims]
         return ~((values >= low) & (values <= high))
+
+    def outside_tensor(self, states: torch.Tensor, layout: StateLayout | None = None) -> torch.Tensor:
+        """:meth:`outside` of ``[N, nq + nv]`` states in torch, on their device (the batched env
+        checks its states where they live)."""
+        dims, low, high = self._tensors(states.device)
+        if self.body_frame:
+            if layout is None:
+                raise ValueError("this domain checks free joints' velocities in their body frames: pass the layout")
+            states = body_frame_tensor(states, layout)
+        values = states[..., dims]
+        return ~((values >= low) & (values <= high))
+
+    def _tensors(self, device: torch.device) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:attr:`_arrays` as tensors on ``device``, made once per device."""
+        key = str(device)
+        if key not in self._device_arrays:
+            self._device_arrays[key] = tuple(  # type: ignore[assignment]
+                torch.as_tensor(array, device=device) for array in self._arrays)
+        return self._device_arrays[key]
+
+    @cached_property
+    def _device_arrays(self) -> dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        return {}
 
     def dim_names(self, mask: np.ndarray, layout: StateLayout) -> list[str]:
         """``["qvel[3]", ...]``: the names of the checked dimensions a ``[len(dims)]`` mask marks."""

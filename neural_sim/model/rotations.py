@@ -182,20 +182,28 @@ def body_frame_states(states: np.ndarray, layout: StateLayout) -> np.ndarray:
     robot's heading (the data domain checks states in it). Unchanged without free joints."""
     if not any(joint.kind == "free" for joint in layout.rotation_joints):
         return states
+    flat = torch.from_numpy(np.array(states, dtype=np.float64).reshape(-1, layout.state_size))
+    return body_frame_tensor(flat, layout).numpy().reshape(np.shape(states))
+
+
+def body_frame_tensor(states: torch.Tensor, layout: StateLayout) -> torch.Tensor:
+    """:func:`body_frame_states` of ``[N, nq + nv]`` states in torch, on their device (float64;
+    a new tensor where anything turns)."""
+    if not any(joint.kind == "free" for joint in layout.rotation_joints):
+        return states
     # The same turn the networks' inputs get (RotationKinematics.to_body_frame), in float64.
-    out = np.array(states, dtype=np.float64, copy=True)
-    flat = torch.from_numpy(out.reshape(-1, layout.state_size))
-    kinematics = _double_kinematics(layout)
+    out = states.to(torch.float64, copy=True)
+    kinematics = _double_kinematics(layout, str(states.device))
     with torch.no_grad():
-        q = kinematics.project(flat)[:, : layout.nq]  # read q as q / |q|, as MuJoCo does
-        flat[:, layout.nq :] = kinematics.to_body_frame(q, flat[:, layout.nq :])
+        q = kinematics.project(out)[:, : layout.nq]  # read q as q / |q|, as MuJoCo does
+        out[:, layout.nq :] = kinematics.to_body_frame(q, out[:, layout.nq :])
     return out
 
 
 @functools.lru_cache(maxsize=16)
-def _double_kinematics(layout: StateLayout) -> RotationKinematics:
-    """One float64 :class:`RotationKinematics` per layout: the data domain checks every step."""
-    return RotationKinematics(layout).double()
+def _double_kinematics(layout: StateLayout, device: str = "cpu") -> RotationKinematics:
+    """One float64 :class:`RotationKinematics` per layout and device: the data domain checks every step."""
+    return RotationKinematics(layout).double().to(device)
 
 
 def check_quaternions(states: np.ndarray, layout: StateLayout, name: str) -> None:

@@ -32,7 +32,7 @@ class DensityFitConfig:
     """
 
     kind: FlowKind = "maf"
-    transforms: int = 3
+    transforms: int = 1
     hidden: tuple[int, ...] = (64, 64)
     iterations: int = 3000
     batch_size: int = 1024

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
+
 from neural_sim.errors import InputError
 from neural_sim.robots.base import TaskBridge
 from neural_sim.robots.batched.acrobot import AcrobotBalance
@@ -34,6 +36,7 @@ from neural_sim.robots.batched.cartpole import CartpoleTask
 from neural_sim.robots.batched.cheetah import CheetahRun
 from neural_sim.robots.batched.gymnasium import AntForward, HalfCheetahForward, InvertedPendulumBalance
 from neural_sim.robots.batched.hopper import HopperTask
+from neural_sim.robots.batched.humanoid import HUMANOID_TASKS, HumanoidTask
 from neural_sim.robots.batched.pendulum import PendulumSwingUp
 from neural_sim.robots.batched.quadruped import QuadrupedMove
 from neural_sim.robots.batched.reacher import ReacherReach
@@ -41,35 +44,42 @@ from neural_sim.robots.batched.walker import WalkerTask
 from neural_sim.robots.dm_control import DmControlTask
 from neural_sim.robots.gymnasium_mujoco import GymnasiumMujocoTask
 
-#: ``(dm_control domain, task) -> factory(bridge, num_envs)`` of the torch-native tasks.
-NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int], BatchedTask]] = {
-    ("acrobot", "swingup"): lambda bridge, _: AcrobotBalance(bridge, sparse=False),
-    ("acrobot", "swingup_sparse"): lambda bridge, _: AcrobotBalance(bridge, sparse=True),
-    ("pendulum", "swingup"): lambda bridge, _: PendulumSwingUp(bridge),
-    ("cheetah", "run"): lambda bridge, _: CheetahRun(bridge),
-    **{("cartpole", task): (lambda bridge, _: CartpoleTask(bridge, sparse=bridge.task_name.endswith("_sparse")))
+#: ``(dm_control domain, task) -> factory(bridge, num_envs, device)`` of the torch-native tasks
+#: (``device``: where the states they are given live).
+NATIVE_TASKS: dict[tuple[str, str], Callable[[DmControlTask, int, torch.device], BatchedTask]] = {
+    ("acrobot", "swingup"): lambda bridge, _, device: AcrobotBalance(bridge, sparse=False, device=device),
+    ("acrobot", "swingup_sparse"): lambda bridge, _, device: AcrobotBalance(bridge, sparse=True, device=device),
+    ("pendulum", "swingup"): lambda bridge, _, device: PendulumSwingUp(bridge),
+    ("cheetah", "run"): lambda bridge, _, device: CheetahRun(bridge, device),
+    **{("cartpole", task): (lambda bridge, _, device: CartpoleTask(bridge, bridge.task_name.endswith("_sparse"),
+                                                                   device))
        for task in ("balance", "balance_sparse", "swingup", "swingup_sparse")},
     ("reacher", "easy"): ReacherReach,
     ("reacher", "hard"): ReacherReach,
-    **{("walker", task): (lambda bridge, _: WalkerTask(bridge)) for task in ("stand", "walk", "run")},
-    ("hopper", "stand"): lambda bridge, _: HopperTask(bridge),
-    ("hopper", "hop"): lambda bridge, _: HopperTask(bridge),
-    ("quadruped", "walk"): lambda bridge, _: QuadrupedMove(bridge),
-    ("quadruped", "run"): lambda bridge, _: QuadrupedMove(bridge),
+    **{("walker", task): (lambda bridge, _, device: WalkerTask(bridge, device)) for task in ("stand", "walk", "run")},
+    ("hopper", "stand"): lambda bridge, _, device: HopperTask(bridge, device),
+    ("hopper", "hop"): lambda bridge, _, device: HopperTask(bridge, device),
+    # MuJoCo computes what these read (sensors, contacts), on the host.
+    ("quadruped", "walk"): lambda bridge, _, device: QuadrupedMove(bridge),
+    ("quadruped", "run"): lambda bridge, _, device: QuadrupedMove(bridge),
+    **{("humanoid", task): (lambda bridge, _, device: HumanoidTask(bridge)) for task in HUMANOID_TASKS},
 }
-#: Gymnasium env id -> factory(bridge, num_envs) of the torch-native tasks.
-GYMNASIUM_NATIVE_TASKS: dict[str, Callable[[GymnasiumMujocoTask, int], BatchedTask]] = {
-    "HalfCheetah-v5": lambda bridge, _: HalfCheetahForward(bridge),
-    "InvertedPendulum-v5": lambda bridge, _: InvertedPendulumBalance(bridge),
-    "Ant-v5": lambda bridge, _: AntForward(bridge),
+#: Gymnasium env id -> factory(bridge, num_envs, device) of the torch-native tasks.
+GYMNASIUM_NATIVE_TASKS: dict[str, Callable[[GymnasiumMujocoTask, int, torch.device], BatchedTask]] = {
+    "HalfCheetah-v5": lambda bridge, _, device: HalfCheetahForward(bridge),
+    "InvertedPendulum-v5": lambda bridge, _, device: InvertedPendulumBalance(bridge),
+    "Ant-v5": lambda bridge, _, device: AntForward(bridge),
 }
 
 
-def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1) -> BatchedTask:
+def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1,
+                      device: torch.device | str = "cpu") -> BatchedTask:
     """The torch-native implementation of the bridge's task if there is one, else the loop.
 
     :param native: use a native implementation where :data:`NATIVE_TASKS` has one.
     :param num_envs: the batch size (tasks with per-env state, such as reacher's targets).
+    :param device: where the states the task is given live (its constants are put there;
+        what only MuJoCo computes is computed on the host).
     :raises InputError: for a task without a native implementation whose episodes carry
         state outside ``(qpos, qvel)``: one shared physics cannot hold one per env.
     """
@@ -77,13 +87,13 @@ def make_batched_task(bridge: TaskBridge, native: bool = True, num_envs: int = 1
         factory = NATIVE_TASKS.get((bridge.domain, bridge.task_name))
         if factory is not None:
             try:
-                return factory(bridge, num_envs)
+                return factory(bridge, num_envs, torch.device(device))
             except NotImplementedError:  # a model whose geometry the native task does not cover
                 pass
     if native and isinstance(bridge, GymnasiumMujocoTask):
         gymnasium_factory = GYMNASIUM_NATIVE_TASKS.get(bridge.env_id)
         if gymnasium_factory is not None:
-            return gymnasium_factory(bridge, num_envs)
+            return gymnasium_factory(bridge, num_envs, torch.device(device))
     if getattr(bridge, "has_episode_state", False):
         # One shared physics cannot hold a different target per env.
         raise InputError(

@@ -77,6 +77,17 @@ class StateTask:
         return (self.observations(states, rows), self.rewards(states, rows), *self.terminations(states))
 
 
+def to_host(tensor: torch.Tensor, copy: bool = False) -> np.ndarray:
+    """A tensor's values as a NumPy array on the host (what Gymnasium returns).
+
+    :param copy: never a view of ``tensor`` (a device tensor's transfer already is a copy).
+    """
+    if tensor.device.type == "cpu":
+        array = tensor.detach().numpy()
+        return array.copy() if copy else array
+    return tensor.detach().cpu().numpy()
+
+
 def tolerance(
     x: torch.Tensor,
     bounds: tuple[float, float] = (0.0, 0.0),
@@ -139,7 +150,7 @@ class BridgeLoopTask:
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> Observations:
         """The task's observations of ``states`` as episode starts."""
         found = []
-        for state in states.numpy():
+        for state in to_host(states):
             self._bridge.reset_to(state)
             found.append(self._bridge.observation())
         return stack_observations(found)
@@ -149,7 +160,7 @@ class BridgeLoopTask:
         """Each step through :meth:`TaskBridge.transition`, with the env's own activations."""
         check_activations(activations, len(states), self._bridge.na)
         obs, rewards, terminated, truncated = [], [], [], []
-        for i, (before, action, after) in enumerate(zip(previous.numpy(), actions, states.numpy(), strict=True)):
+        for i, (before, action, after) in enumerate(zip(to_host(previous), actions, to_host(states), strict=True)):
             self._bridge.transition(before, action, after, None if activations is None else activations[i])
             obs.append(self._bridge.observation())
             rewards.append(self._bridge.reward())
@@ -180,11 +191,14 @@ class PhysicsReadout:
     :param model: the robot's ``MjModel``.
     :param contact_forces: also run ``mj_rnePostConstraint`` (``cfrc_ext``), as an env's step
         leaves it.
+    :param kinematics_only: compute positions, orientations and centre-of-mass velocities
+        only (``mj_kinematics``, ``mj_comPos``, ``mj_comVel``, ``mj_subtreeVel``): no
+        collision, actuation or constraint solve, for tasks that read nothing else.
     """
 
-    def __init__(self, model: mujoco.MjModel, contact_forces: bool = False) -> None:
+    def __init__(self, model: mujoco.MjModel, contact_forces: bool = False, kinematics_only: bool = False) -> None:
         self.model, self.data = model, mujoco.MjData(model)
-        self._contact_forces = contact_forces
+        self._contact_forces, self._kinematics_only = contact_forces, kinematics_only
         # mj_setState's order: qpos, qvel, act, ctrl.
         self._spec = (mujoco.mjtState.mjSTATE_QPOS | mujoco.mjtState.mjSTATE_QVEL | mujoco.mjtState.mjSTATE_ACT
                       | mujoco.mjtState.mjSTATE_CTRL)
@@ -212,7 +226,13 @@ class PhysicsReadout:
         data, found = self.data, np.empty((n, *shape))
         for i, row in enumerate(rows):
             mujoco.mj_setState(model, data, row, self._spec)
-            mujoco.mj_forward(model, data)
+            if self._kinematics_only:
+                mujoco.mj_kinematics(model, data)
+                mujoco.mj_comPos(model, data)
+                mujoco.mj_comVel(model, data)
+                mujoco.mj_subtreeVel(model, data)
+            else:
+                mujoco.mj_forward(model, data)
             if self._contact_forces:
                 mujoco.mj_rnePostConstraint(model, data)
             found[i] = read(data)

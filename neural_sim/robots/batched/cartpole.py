@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from dm_control.suite import cartpole as dm_cartpole
 
-from neural_sim.robots.batched.base import StateTask, StepResult, tolerance
+from neural_sim.robots.batched.base import StateTask, StepResult, to_host, tolerance
 from neural_sim.robots.batched.kinematics import PlanarKinematics
 from neural_sim.robots.dm_control import DmControlTask
 
@@ -17,10 +17,10 @@ class CartpoleTask(StateTask):
     """The cartpole tasks: keep the pole upright and the cart centred; the smooth reward also
     asks for small control and slow joints, so it reads the action (unlike other native tasks)."""
 
-    def __init__(self, bridge: DmControlTask, sparse: bool) -> None:
+    def __init__(self, bridge: DmControlTask, sparse: bool, device: torch.device | str = "cpu") -> None:
         kinematics = PlanarKinematics(bridge)  # also checks the geometry assumptions
         self._pole_signs = torch.tensor(
-            [kinematics.hinge_sign(address) for address in range(1, bridge.nq)], dtype=torch.float64)
+            [kinematics.hinge_sign(address) for address in range(1, bridge.nq)], dtype=torch.float64, device=device)
         self._nq = bridge.nq
         self._sparse = sparse
         self._cart_range = tuple(dm_cartpole.Balance._CART_RANGE)  # the stock task's own constants
@@ -33,8 +33,8 @@ class CartpoleTask(StateTask):
         """``position`` = cart position, then (zz, xz) of each pole's frame; ``velocity`` = qvel."""
         angles = self._pole_angles(states)
         frames = torch.stack([torch.cos(angles), torch.sin(angles)], -1).reshape(len(states), -1)
-        return OrderedDict(position=torch.cat([states[:, :1], frames], -1).numpy(),
-                           velocity=states[:, self._nq :].numpy().copy())
+        return OrderedDict(position=to_host(torch.cat([states[:, :1], frames], -1)),
+                           velocity=to_host(states[:, self._nq :], copy=True))
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
              rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
@@ -50,10 +50,10 @@ class CartpoleTask(StateTask):
         cart, cosines = states[:, 0], torch.cos(self._pole_angles(states))
         if self._sparse:
             in_bounds = tolerance(cart, self._cart_range) * tolerance(cosines, self._cosine_range).prod(-1)
-            return in_bounds.numpy()
+            return to_host(in_bounds)
         upright = ((cosines + 1) / 2).mean(-1)
         centered = (1 + tolerance(cart, margin=2)) / 2
-        control = torch.as_tensor(np.asarray(actions, dtype=np.float64)[:, 0])
+        control = torch.as_tensor(np.asarray(actions, dtype=np.float64)[:, 0], device=states.device)
         small_control = (4 + tolerance(control, margin=1, value_at_margin=0, sigmoid="quadratic")) / 5
         small_velocity = (1 + tolerance(states[:, self._nq + 1 :], margin=5).min(-1).values) / 2
-        return (upright * small_control * small_velocity * centered).numpy()
+        return to_host(upright * small_control * small_velocity * centered)

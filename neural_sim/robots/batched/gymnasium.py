@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from neural_sim.errors import InputError
-from neural_sim.robots.batched.base import PhysicsReadout, StepResult
+from neural_sim.robots.batched.base import PhysicsReadout, StepResult, to_host
 from neural_sim.robots.gymnasium_mujoco import GymnasiumMujocoTask
 
 
@@ -58,12 +58,12 @@ class HalfCheetahForward(_GymnasiumTask):
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """``[qpos (without x by default), qvel]``."""
-        return (states[:, 1:] if self._skip_x else states).numpy().copy()
+        return to_host(states[:, 1:] if self._skip_x else states, copy=True)
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
              rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
         """Forward reward from the x displacement over the step, minus the control cost."""
-        x_velocity = ((states[:, 0] - previous[:, 0]) / self._dt).numpy()
+        x_velocity = to_host((states[:, 0] - previous[:, 0]) / self._dt)
         # The env squares the action it is given as float32 (the bridge passes the space's dtype).
         ctrl_cost = self._ctrl_weight * np.sum(np.square(actions.astype(np.float32)), axis=1)
         rewards = self._forward_weight * x_velocity - ctrl_cost
@@ -76,7 +76,7 @@ class InvertedPendulumBalance(_GymnasiumTask):
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """``[qpos, qvel]``."""
-        return states.numpy().copy()
+        return to_host(states, copy=True)
 
     def step(self, previous: torch.Tensor, actions: np.ndarray, states: torch.Tensor,
              rows: np.ndarray | None = None, activations: np.ndarray | None = None) -> StepResult:
@@ -122,14 +122,14 @@ class AntForward(_GymnasiumTask):
 
     def _contact_forces(self, states: torch.Tensor, actions: np.ndarray) -> np.ndarray:
         """``clip(cfrc_ext)`` of every body but the world, ``[N, nbody - 1, 6]``."""
-        found = self._physics.read(states.numpy(), actions, lambda data: data.cfrc_ext[1:],
+        found = self._physics.read(to_host(states), actions, lambda data: data.cfrc_ext[1:],
                                    (self._model.nbody - 1, 6))
         low, high = self._force_range
         return np.clip(found, low, high)
 
     def _observations(self, states: torch.Tensor, forces: np.ndarray) -> np.ndarray:
-        parts = [(states[:, 2:self._nq] if self._skip_xy else states[:, : self._nq]).numpy(),
-                 states[:, self._nq :].numpy()]
+        parts = [to_host(states[:, 2:self._nq] if self._skip_xy else states[:, : self._nq]),
+                 to_host(states[:, self._nq :])]
         if self._with_forces:
             parts.append(forces.reshape(len(states), -1))
         return np.concatenate(parts, axis=1)
@@ -144,8 +144,8 @@ class AntForward(_GymnasiumTask):
         # The env squares the action it is given as float32 (the bridge passes the space's dtype).
         controls = actions.astype(np.float32)
         forces = self._contact_forces(states, controls.astype(np.float64))
-        values = states.numpy()
-        x_velocity = (values[:, 0] - previous[:, 0].numpy()) / self._dt  # the free root's x is the body's
+        values = to_host(states)
+        x_velocity = (values[:, 0] - to_host(previous[:, 0])) / self._dt  # the free root's x is the body's
         low, high = self._healthy_z
         healthy = np.isfinite(values).all(axis=1) & (low <= values[:, 2]) & (values[:, 2] <= high)
         rewards = (x_velocity * self._forward_weight + healthy * self._healthy_reward

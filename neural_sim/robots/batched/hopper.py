@@ -11,7 +11,7 @@ import torch
 from dm_control.suite import hopper as dm_hopper
 
 from neural_sim.model.tracing import trace_function
-from neural_sim.robots.batched.base import PhysicsReadout, StateTask, StepResult, tolerance
+from neural_sim.robots.batched.base import PhysicsReadout, StateTask, StepResult, to_host, tolerance
 from neural_sim.robots.batched.kinematics import PlanarKinematics
 from neural_sim.robots.dm_control import DmControlTask
 
@@ -26,8 +26,8 @@ class HopperTask(StateTask):
     dm_control indexing; the forces depend on the control, which it takes too).
     """
 
-    def __init__(self, bridge: DmControlTask) -> None:
-        self._kinematics = PlanarKinematics(bridge)
+    def __init__(self, bridge: DmControlTask, device: torch.device | str = "cpu") -> None:
+        self._kinematics = PlanarKinematics(bridge, device)
         model = bridge.physics.model
         self._torso = self._kinematics.body_id("torso")
         self._foot = self._kinematics.body_id("foot")
@@ -59,12 +59,12 @@ class HopperTask(StateTask):
         """``log1p`` of the toe and heel touch sensors at each state under its control ``[N, 2]``
         (zero control: an episode start, where dm_control resets it)."""
         touch = self._touch
-        found = self._physics.read(states.numpy(), controls, lambda data: data.sensordata[touch], (2,))
+        found = self._physics.read(to_host(states), controls, lambda data: data.sensordata[touch], (2,))
         return np.log1p(found)
 
     def _observations(self, states: torch.Tensor, controls: np.ndarray | None) -> OrderedDict[str, np.ndarray]:
-        return OrderedDict(position=states[:, 1 : self._nq].numpy().copy(),
-                           velocity=states[:, self._nq :].numpy().copy(),
+        return OrderedDict(position=to_host(states[:, 1 : self._nq], copy=True),
+                           velocity=to_host(states[:, self._nq :], copy=True),
                            touch=self._touch_sensors(states, controls))
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
@@ -82,7 +82,7 @@ class HopperTask(StateTask):
                                 value_at_margin=0.5, sigmoid="linear")
             rewards = standing * hopping
         else:
-            controls = torch.as_tensor(actions, dtype=states.dtype)
+            controls = torch.as_tensor(actions, dtype=states.dtype, device=states.device)
             small_control = tolerance(controls, margin=1.0, value_at_margin=0.0, sigmoid="quadratic").mean(-1)
             rewards = standing * (small_control + 4) / 5
-        return (self._observations(states, actions), rewards.numpy(), *self.terminations(states))
+        return (self._observations(states, actions), to_host(rewards), *self.terminations(states))

@@ -21,28 +21,36 @@ class PlanarKinematics:
     Supports MuJoCo trees whose bodies have identity orientation offsets, whose hinges turn
     about +-y and whose slides move along x or z (cheetah, hopper, walker); anything else
     raises ``NotImplementedError`` so the caller falls back to the physics bridge.
+
+    :param bridge: the robot's bridge (its model).
+    :param device: where the states it is given live (its constants are put there).
     """
 
-    def __init__(self, bridge: DmControlTask) -> None:
+    def __init__(self, bridge: DmControlTask, device: torch.device | str = "cpu") -> None:
         model = bridge.physics.model
+        self.device = torch.device(device)
+
+        def tensor(values: object) -> torch.Tensor:
+            return torch.tensor(values, dtype=torch.float64, device=self.device)
+
         self._parents = [int(p) for p in model.body_parentid]
         self._body_ids = {mujoco.mj_id2name(model.ptr, mujoco.mjtObj.mjOBJ_BODY, b): b for b in range(model.nbody)}
-        self._offsets = torch.tensor(model.body_pos, dtype=torch.float64)
-        self._com_offsets = torch.tensor(model.body_ipos, dtype=torch.float64)
-        self.masses = torch.tensor(model.body_mass, dtype=torch.float64)
+        self._offsets = tensor(model.body_pos)
+        self._com_offsets = tensor(model.body_ipos)
+        self.masses = tensor(model.body_mass)
         self._joints: list[list[tuple[str, int, float, torch.Tensor]]] = [[] for _ in range(model.nbody)]
         for body in range(model.nbody):
             if not np.allclose(model.body_quat[body], [1, 0, 0, 0]):
                 raise NotImplementedError("a body frame is rotated")
         for joint in range(model.njnt):
             axis, kind = model.jnt_axis[joint], model.jnt_type[joint]
-            anchor = torch.tensor(model.jnt_pos[joint], dtype=torch.float64)
+            anchor = tensor(model.jnt_pos[joint])
             address = int(model.jnt_qposadr[joint])
             if kind == mujoco.mjtJoint.mjJNT_HINGE and np.allclose(np.abs(axis), [0, 1, 0]):
                 self._joints[model.jnt_bodyid[joint]].append(("hinge", address, float(axis[1]), anchor))
             elif kind == mujoco.mjtJoint.mjJNT_SLIDE and np.isclose(axis[1], 0) and np.isclose(np.linalg.norm(axis), 1):
                 self._joints[model.jnt_bodyid[joint]].append(
-                    ("slide", address, 0.0, torch.tensor(axis, dtype=torch.float64)))
+                    ("slide", address, 0.0, tensor(axis)))
             else:
                 raise NotImplementedError("a joint is neither a y hinge nor an xz slide")
 

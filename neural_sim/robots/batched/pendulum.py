@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from dm_control.suite import pendulum as dm_pendulum
 
-from neural_sim.robots.batched.base import StateTask, tolerance
+from neural_sim.robots.batched.base import StateTask, to_host, tolerance
 from neural_sim.robots.batched.kinematics import PlanarKinematics
 from neural_sim.robots.dm_control import DmControlTask
 
@@ -24,8 +24,8 @@ class PendulumSwingUp(StateTask):
         """``orientation`` = (zz, xz) of the pole frame; ``velocity`` = qvel."""
         angle = states[:, 0]
         orientation = torch.stack([torch.cos(angle), torch.sin(angle)], -1)
-        return OrderedDict(orientation=orientation.numpy(), velocity=states[:, 1:2].numpy().copy())
+        return OrderedDict(orientation=to_host(orientation), velocity=to_host(states[:, 1:2], copy=True))
 
     def rewards(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """1 while the pole is near upright (cosine above the stock bound)."""
-        return tolerance(torch.cos(states[:, 0]), (self._cosine_bound, 1.0)).numpy()
+        return to_host(tolerance(torch.cos(states[:, 0]), (self._cosine_bound, 1.0)))

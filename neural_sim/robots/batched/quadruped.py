@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from dm_control.suite import quadruped as dm_quadruped
 
-from neural_sim.robots.batched.base import PhysicsReadout, StepResult, check_activations, tolerance
+from neural_sim.robots.batched.base import PhysicsReadout, StepResult, check_activations, to_host, tolerance
 from neural_sim.robots.dm_control import DmControlTask
 
 #: Each task's target speed, the stock task's own constants.
@@ -66,10 +66,10 @@ class QuadrupedMove:
         start = controls is None
         torso = self._torso
         readings = self._physics.read(
-            states.numpy(), controls, lambda data: np.append(data.sensordata, data.xmat[torso, 8]),
+            to_host(states), controls, lambda data: np.append(data.sensordata, data.xmat[torso, 8]),
             (self._nsensor + 1,), activations, model=self._start_model if start else None)
         upright = readings[:, -1]  # the torso's z axis, world z component
-        qpos, qvel = states[:, : self._nq].numpy(), states[:, self._nq :].numpy()
+        qpos, qvel = to_host(states[:, : self._nq]), to_host(states[:, self._nq :])
         velocity = readings[:, self._velocimeter]
         observations = OrderedDict(
             egocentric_state=np.concatenate(
@@ -84,7 +84,7 @@ class QuadrupedMove:
                                    value_at_margin=0.0)
         move = tolerance(torch.as_tensor(velocity[:, 0]), (self._speed, math.inf), margin=self._speed,
                          value_at_margin=0.5, sigmoid="linear")
-        return observations, (upright_reward * move).numpy()
+        return observations, to_host(upright_reward * move)
 
     def observations(self, states: torch.Tensor, rows: np.ndarray | None = None) -> OrderedDict[str, np.ndarray]:
         """Observations at episode starts (zero activations and control)."""

@@ -11,7 +11,7 @@ import torch
 from dm_control.suite import walker as dm_walker
 
 from neural_sim.model.tracing import trace_function
-from neural_sim.robots.batched.base import StateTask, tolerance
+from neural_sim.robots.batched.base import StateTask, to_host, tolerance
 from neural_sim.robots.batched.kinematics import PlanarKinematics
 from neural_sim.robots.dm_control import DmControlTask
 
@@ -22,8 +22,8 @@ MOVE_SPEEDS = {"stand": 0.0, "walk": float(dm_walker._WALK_SPEED), "run": float(
 class WalkerTask(StateTask):
     """The planar walker's stand, walk and run tasks: stand tall and upright, move forward."""
 
-    def __init__(self, bridge: DmControlTask) -> None:
-        self._kinematics = PlanarKinematics(bridge)
+    def __init__(self, bridge: DmControlTask, device: torch.device | str = "cpu") -> None:
+        self._kinematics = PlanarKinematics(bridge, device)
         self._torso = self._kinematics.body_id("torso")
         self._stand_height = float(dm_walker._STAND_HEIGHT)
         self._move_speed = MOVE_SPEEDS[bridge.task_name]
@@ -48,8 +48,8 @@ class WalkerTask(StateTask):
         angles, height, _ = self._evaluate(states)
         frames = angles[:, 1:]
         orientations = torch.stack([torch.cos(frames), torch.sin(frames)], -1).reshape(len(states), -1)
-        return OrderedDict(orientations=orientations.numpy(), height=height.numpy().copy(),
-                           velocity=states[:, self._nq :].numpy().copy())
+        return OrderedDict(orientations=to_host(orientations), height=to_host(height, copy=True),
+                           velocity=to_host(states[:, self._nq :], copy=True))
 
     def rewards(self, states: torch.Tensor, rows: np.ndarray | None = None) -> np.ndarray:
         """The stock reward: standing (height tolerance) and upright, times moving forward."""
@@ -58,7 +58,7 @@ class WalkerTask(StateTask):
         upright = (1 + torch.cos(angles[:, self._torso])) / 2
         stand_reward = (3 * standing + upright) / 4
         if self._move_speed == 0:
-            return stand_reward.numpy()
+            return to_host(stand_reward)
         move = tolerance(speed, (self._move_speed, math.inf), margin=self._move_speed / 2, value_at_margin=0.5,
                          sigmoid="linear")
-        return (stand_reward * (5 * move + 1) / 6).numpy()
+        return to_host(stand_reward * (5 * move + 1) / 6)
