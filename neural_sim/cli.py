@@ -471,7 +471,7 @@ def _cmd_rl(args: argparse.Namespace, argv: Sequence[str]) -> None:
         args.env_id, args.algo, args.steps, tuple(args.seeds), args.eval_every, args.eval_episodes,
         args.density_penalty, reference=not args.no_reference, neural_sim=not args.reference_only,
         reset_from=args.reset_from, max_episode_steps=args.max_episode_steps, device=args.device, out=args.out,
-        command=_command_line(argv), progress=not args.no_progress,
+        command=_command_line(argv), progress=not args.no_progress, checkpoint=args.checkpoint,
     )
     for variant, row in results["summary"].items():
         if isinstance(row, dict):
@@ -715,6 +715,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-episode-steps", type=int, default=None,
                    help="NeuralSim episode length (default: the id's, set by the checkpoint's reward rule or "
                    "trusted horizon; see `neural-sim info`)")
+    p.add_argument("--checkpoint", default=None,
+                   help="train in this checkpoint (folder or Hub repo id, same robot) instead of the id's own; the "
+                   "id still names the task and the real env")
     _add_agent_run_arguments(p)
     p.set_defaults(func=_cmd_rl)
 

@@ -155,6 +155,21 @@ def test_rl_trains_in_episodes_of_the_length_asked_for(tmp_path: Path, monkeypat
         zero_shot("NeuralSim/Pendulum-v0", steps=20, max_episode_steps=0, **QUIET)
 
 
+def test_rl_trains_in_a_given_checkpoint_and_records_its_weights(tmp_path: Path, tiny_checkpoint: Path) -> None:
+    argv = ["rl", "NeuralSim/Acrobot-v0", "--checkpoint", str(tiny_checkpoint), "--steps", "20", "--seeds", "0",
+            "--eval-every", "20", "--eval-episodes", "1", "--max-episode-steps", "5", "--no-reference",
+            "--no-progress", "--out", str(tmp_path / "run")]
+    assert main(argv) == 0
+    results = json.loads((tmp_path / "run" / RESULTS_FILE).read_text())
+    assert results["checkpoint"] == str(tiny_checkpoint)
+    assert results["checkpoint_sha256"] == weights_fingerprint(tiny_checkpoint)
+    assert results["checkpoint_sha256"] != weights_fingerprint(resolve_checkpoint("acrobot"))
+    assert results["runs"]["neural_sim"]["0"]["checkpoint_sha256"] == weights_fingerprint(tiny_checkpoint)
+    with pytest.raises(NeuralSimError, match=r"\(checkpoint, checkpoint_sha256 differ\)"):  # never mixed
+        zero_shot("NeuralSim/Acrobot-v0", steps=20, seeds=(0,), eval_every=20, eval_episodes=1,
+                  max_episode_steps=5, out=tmp_path / "run", **QUIET)
+
+
 def test_real_sample_efficiency_counts_real_samples_until_the_reference_final_return() -> None:
     def run(points: list[tuple[int, float]], key: str) -> dict[str, object]:
         return {"evaluations": [{key: x, "steps": x, "mean": y} for x, y in points]}

@@ -42,7 +42,7 @@ ALGORITHMS: dict[str, tuple[type[OffPolicyAlgorithm], dict[str, Any]]] = {
 }
 RESULTS_FILE = "results.json"
 #: Settings recorded in ``results.json`` only when they differ from these (older files lack them).
-OPTIONAL_SETTINGS: dict[str, Any] = {"reset_from": "buffer", "max_episode_steps": None}
+OPTIONAL_SETTINGS: dict[str, Any] = {"reset_from": "buffer", "max_episode_steps": None, "checkpoint": None}
 #: Settings recorded since a later version: compared only with files that have them.
 LATER_SETTINGS = frozenset({"checkpoint_sha256"})
 PLOT_FILE = "learning_curve.png"
@@ -128,7 +128,7 @@ def train_and_score(
     """
     # The weights this run trains in, read before training: the checkpoint may be replaced
     # on disk while a run of hours goes on.
-    trained_in = checkpoint_fingerprint(train_id) if train_id != real_id else None
+    trained_in = checkpoint_fingerprint(train_id, env_kwargs.get("checkpoint")) if train_id != real_id else None
     env = agent_env(make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs))
     env.reset(seed=seed)
     name = f"{variant}-seed{seed}"

@@ -49,6 +49,7 @@ def zero_shot(
     command: str = "",
     progress: bool = True,
     log: Callable[[str], None] = print,
+    checkpoint: str | None = None,
 ) -> dict[str, Any]:
     """Train ``algo`` on ``env_id`` (a NeuralSim id) and, as the reference, on the real env it
     mirrors; score both in the real env every ``eval_every`` steps.
@@ -61,6 +62,8 @@ def zero_shot(
         states) or ``"task"`` (the stock task's initial states); see ``NeuralSimEnv``.
     :param max_episode_steps: length of the NeuralSim env's episodes (default: the id's
         registered default, the checkpoint's); the real env's are always its own.
+    :param checkpoint: train in this checkpoint (folder or Hub repo id, same robot) instead
+        of the id's own; the id still names the task and the real env.
     :param out: folder for ``results.json``, ``learning_curve.png`` and the agents; runs
         already finished there are kept, not repeated.
     :return: the results: settings, the variants trained into the folder (``variants``), and
@@ -74,13 +77,15 @@ def zero_shot(
         raise NeuralSimError("nothing to train: neural_sim and reference are both off")
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty,
-                "checkpoint_sha256": checkpoint_fingerprint(env_id)}
+                "checkpoint_sha256": checkpoint_fingerprint(env_id, checkpoint)}
     if max_episode_steps is not None and max_episode_steps < 1:
         raise NeuralSimError(f"max_episode_steps must be positive, got {max_episode_steps}")
     if reset_from != OPTIONAL_SETTINGS["reset_from"]:
         settings["reset_from"] = reset_from
     if max_episode_steps is not None:
         settings["max_episode_steps"] = max_episode_steps
+    if checkpoint is not None:
+        settings["checkpoint"] = str(checkpoint)
     folder = Path(out) if out is not None else None
     results = load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {NEURAL: {}, REAL: {}}, "command": command,
@@ -94,6 +99,8 @@ def zero_shot(
         env_kwargs["reset_from"] = reset_from
     if max_episode_steps is not None:
         env_kwargs["max_episode_steps"] = max_episode_steps
+    if checkpoint is not None:
+        env_kwargs["checkpoint"] = str(checkpoint)
     for variant, train_id in variants:
         train = partial(train_and_score, train_id, real_id, algo, steps, eval_every=eval_every,
                         eval_episodes=eval_episodes, device=device, env_kwargs=env_kwargs if variant == NEURAL else {},
