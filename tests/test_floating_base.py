@@ -36,7 +36,7 @@ from neural_sim.pipeline.collect import collect
 from neural_sim.pipeline.train import TrainConfig, train
 from neural_sim.robots import DmControlTask, robot_spec
 from neural_sim.robots.activation import ActuatorActivation, activation_layout
-from neural_sim.robots.batched import BridgeLoopTask, make_batched_task
+from neural_sim.robots.batched import BatchedTask, BridgeLoopTask, make_batched_task
 
 BOX_LEGS = Path(__file__).resolve().parents[1] / "examples" / "custom_robot" / "box_legs.xml"
 TINY_RESIDUAL = ModelConfig(architecture="residual", residual=NetworkConfig(1, 32))
@@ -348,18 +348,26 @@ def test_a_batched_step_of_a_robot_with_activations_refuses_missing_ones() -> No
                                                                    activations=np.zeros((1, 3)))
 
 
+def _native_and_stock(domain: str, task: str, n: int, noise: float
+                      ) -> tuple[BatchedTask, BridgeLoopTask, DmControlTask, np.random.Generator, torch.Tensor]:
+    """A domain's native batched task, the stock one through the bridge loop, a seeded real
+    task, a generator, and ``n`` of its stock starts with ``noise`` added (the free root's
+    quaternion kept unit, the first half upright)."""
+    native = make_batched_task(DmControlTask(domain, task), num_envs=n)
+    assert native.native
+    real = DmControlTask(domain, task, seed=0)
+    rng = np.random.default_rng(0)
+    starts = np.stack([real.reset_random() for _ in range(n)])
+    states = torch.as_tensor(starts + rng.normal(size=starts.shape) * noise)
+    states[:, 3:7] = torch.as_tensor(starts[:, 3:7])  # unit quaternions: the real starts' orientations
+    states[: n // 2, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    return native, BridgeLoopTask(DmControlTask(domain, task)), real, rng, states
+
+
 @pytest.mark.parametrize("task", ["walk", "run"])
 def test_the_batched_quadruped_task_equals_the_stock_one_env_by_env(task: str) -> None:
-    native = make_batched_task(DmControlTask("quadruped", task), num_envs=40)
-    assert native.native
-    reference = BridgeLoopTask(DmControlTask("quadruped", task))
-    real = DmControlTask("quadruped", task, seed=0)
-    rng = np.random.default_rng(0)
-    starts = np.stack([real.reset_random() for _ in range(40)])
-    states = torch.as_tensor(starts + rng.normal(size=starts.shape) * 0.3)
-    states[:, 3:7] = torch.as_tensor(starts[:, 3:7])  # unit quaternions: the real starts' orientations
-    states[:20, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # upright ...
-    states[:20, 23] += torch.as_tensor(rng.uniform(0, 8, size=20))  # ... some moving forward
+    native, reference, real, rng, states = _native_and_stock("quadruped", task, 40, 0.3)
+    states[:20, 23] += torch.as_tensor(rng.uniform(0, 8, size=20))  # some upright ones moving forward
     rule = ActuatorActivation(activation_layout(real.physics.model.ptr, real.n_sub_steps))
     activations = np.zeros((40, 12))
     for key, value in reference.observations(states).items():
@@ -382,15 +390,7 @@ def test_the_batched_quadruped_task_equals_the_stock_one_env_by_env(task: str) -
 
 @pytest.mark.parametrize("task", ["stand", "walk", "run", "run_pure_state"])
 def test_the_batched_humanoid_task_equals_the_stock_one_env_by_env(task: str) -> None:
-    native = make_batched_task(DmControlTask("humanoid", task), num_envs=60)
-    assert native.native
-    reference = BridgeLoopTask(DmControlTask("humanoid", task))
-    real = DmControlTask("humanoid", task, seed=0)
-    rng = np.random.default_rng(0)
-    starts = np.stack([real.reset_random() for _ in range(60)])
-    states = torch.as_tensor(starts + rng.normal(size=starts.shape) * 0.2)
-    states[:, 3:7] = torch.as_tensor(starts[:, 3:7])  # unit quaternions: the real starts' orientations
-    states[:30, 3:7] = torch.tensor([1.0, 0.0, 0.0, 0.0])  # upright, head near its standing height ...
+    native, reference, _, rng, states = _native_and_stock("humanoid", task, 60, 0.2)
     states[:30, 2] = torch.as_tensor(rng.uniform(1.2, 1.5, size=30))
     states[:30, 7:28] *= 0.1
     states[:30, 28:30] = torch.as_tensor(rng.uniform(-12, 12, size=(30, 2)))  # ... some moving
