@@ -262,7 +262,7 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
         result = bench_speed(env_id, mirror, tuple(args.batch_sizes), args.repeats,
                              include_shimmy_vector=not args.no_shimmy_vector, shimmy_max_envs=args.shimmy_max_envs,
                              include_envpool=not args.no_envpool, envpool_max_envs=args.envpool_max_envs,
-                             command=_command_line(argv))
+                             command=_command_line(argv), bfloat16=args.bfloat16)
         results.append(result)
         single = result["single_env_ms"]
         print(f"{env_id}: step {single['neural']:.3f} ms (shimmy {mirror}: {single['shimmy']:.3f} ms); "
@@ -274,6 +274,8 @@ def _cmd_bench_speed(args: argparse.Namespace, argv: Sequence[str]) -> None:
                 versus += (f", EnvPool {result['envpool_id']} {row['envpool_steps_per_s']:,.0f} "
                            f"(x{row['neural_over_envpool']:.2f}); MiB per env {row['neural_mib_per_env']:.3f} "
                            f"vs EnvPool {row['envpool_mib_per_env']:.3f}")
+            if row.get("neural_bfloat16_steps_per_s"):
+                versus += f"; bfloat16 {row['neural_bfloat16_steps_per_s']:,.0f}"
             print(f"  N={n:>5}: {row['neural_steps_per_s']:,.0f} env-steps/s{versus}")
         for n, rate in result["gpu_steps_per_s"].items():
             print(f"  GPU N={n}: {rate:,.0f} env-steps/s")
@@ -422,14 +424,17 @@ def _cmd_benchmark(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.pipeline.card import lyapunov_summary
 
     _set_threads(args.threads)
+    if args.write and args.precision != "float32":
+        raise NeuralSimError("--write stores the float32 figures a card shows; measure --precision without it")
     folder = resolve_checkpoint(args.checkpoint)
     results = benchmark(
         folder, args.sequences, args.seed, tuple(args.horizons), args.windows, _command_line(argv), progress=True,
         ablation=args.ablation, lyapunov=not args.no_lyapunov, lyapunov_trajectories=args.lyapunov_trajectories,
-        lyapunov_steps=args.lyapunov_steps,
+        lyapunov_steps=args.lyapunov_steps, precision=args.precision,
     )
     ablation = results.get("ablation")
-    columns = ["model MSE", "fast path (env) MSE", "hold-last-state"] + (
+    columns = ["model MSE", f"fast path ({args.precision})" if args.precision != "float32" else "fast path (env) MSE",
+               "hold-last-state"] + (
         [f"ablation ({ablation['architecture']})"] if ablation else [])
     print(f"{'H':>5} " + " ".join(f"{c:>20}" for c in columns))
     for h, row in results["horizons"].items():
@@ -593,6 +598,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="steps of each, from step 100 (default 2000)")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.add_argument("--plot", type=Path, default=None, help="also write the error plot to this PNG file")
+    p.add_argument("--precision", choices=["float32", "bfloat16"], default="float32",
+                   help="precision of the fast path (the environments' step) whose column is measured")
     p.add_argument("--write", action="store_true",
                    help="store the figures in the checkpoint, its card and benchmark.png")
     p.set_defaults(func=_cmd_benchmark)
@@ -635,6 +642,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench-speed", help="env step latency and batched throughput next to shimmy's dm_control")
     p.add_argument("env_ids", nargs="*", help="NeuralSim ids (default: every shipped short id)")
     p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16, 256, 4096])
+    p.add_argument("--bfloat16", action="store_true",
+                   help="also measure the batched env with precision='bfloat16' (hidden layers in bfloat16)")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per figure; the median is reported")
     p.add_argument("--no-shimmy-vector", action="store_true", help="skip shimmy SyncVectorEnv entirely")
     p.add_argument("--no-envpool", action="store_true",

@@ -64,7 +64,7 @@ def test_training_on_another_robots_data_is_refused(tmp_path: Path, capsys: pyte
 def test_bench_speed_reports_latency_update_cost_and_throughput(tmp_path: Path) -> None:
     out = tmp_path / "speed.json"
     argv = ["bench-speed", "NeuralSim/Pendulum-v0", "--batch-sizes", "2", "--repeats", "1", "--shimmy-max-envs", "2",
-            "--json", str(out)]
+            "--bfloat16", "--json", str(out)]
     assert main(argv) == 0
     (result,) = json.loads(out.read_text())
     assert result["mirror_id"] == "dm_control/pendulum-swingup-v0"
@@ -73,11 +73,17 @@ def test_bench_speed_reports_latency_update_cost_and_throughput(tmp_path: Path) 
     row = result["batched"]["2"]
     assert row["neural_steps_per_s"] > 0 and row["shimmy_sync_steps_per_s"] > 0
     assert row["ratio"] == row["neural_steps_per_s"] / row["shimmy_sync_steps_per_s"]
+    assert row["neural_bfloat16_steps_per_s"] > 0  # the same env with bfloat16 hidden layers, side by side
     # EnvPool (a dev dependency on Linux) runs the same real task side by side, memory per env included.
     assert result["envpool_id"] == "PendulumSwingup-v1"
     assert row["envpool_steps_per_s"] > 0 and row["envpool_mib_per_env"] is not None
     assert row["neural_over_envpool"] == row["neural_steps_per_s"] / row["envpool_steps_per_s"]
     assert row["neural_mib_per_env"] is not None
+
+
+def test_benchmark_refuses_to_write_figures_of_another_precision(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["benchmark", "cheetah", "--precision", "bfloat16", "--write"]) == 2
+    assert "--write stores the float32 figures a card shows" in capsys.readouterr().err
 
 
 def test_bench_speed_refuses_an_unknown_id(capsys: pytest.CaptureFixture[str]) -> None:

@@ -273,3 +273,31 @@ def test_fused_residual_field_computes_the_same_state_derivative_as_the_residual
     with torch.no_grad():
         expected = field(states, field.encode_action(actions))
         torch.testing.assert_close(fused(states, fused.encode_action(actions)), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("foldable", [True, False])
+def test_a_bfloat16_fast_path_stays_near_float32_and_leaves_the_model_alone(
+        foldable: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = make_simulator("residual")
+    if not foldable:  # a field traced as it is (contact features, quaternions): its blocks are swapped in a copy
+        monkeypatch.setattr(type(sim.field.features), "foldable", property(lambda self: False))
+    rng = np.random.default_rng(0)
+    states = torch.as_tensor(rng.normal(size=(256, 6)), dtype=torch.float32)
+    actions = torch.as_tensor(rng.uniform(-1, 1, size=(256, 2)), dtype=torch.float32)
+    expected = sim.fast_predict(states, actions)
+    weights = {k: v.clone() for k, v in sim.field.state_dict().items()}
+    sim.set_fast_precision("bfloat16")
+    found = sim.fast_predict(states, actions)
+    assert found.dtype == torch.float32 and not torch.equal(found, expected)
+    torch.testing.assert_close(found, expected, rtol=0.02, atol=0.02)  # bfloat16 hidden layers, float32 sums
+    for key, value in sim.field.state_dict().items():
+        assert value.dtype == torch.float32 and torch.equal(value, weights[key])
+    sim.set_fast_precision("float32")
+    torch.testing.assert_close(sim.fast_predict(states, actions), expected, rtol=0, atol=0)
+
+
+def test_an_unknown_or_unsupported_fast_precision_is_refused() -> None:
+    with pytest.raises(InputError, match=r"unknown precision 'float16'; accepted: \['float32', 'bfloat16'\]"):
+        make_simulator("residual").set_fast_precision("float16")
+    with pytest.raises(InputError, match="needs a residual-architecture model; this one is 'mosim'"):
+        make_simulator("mosim").set_fast_precision("bfloat16")

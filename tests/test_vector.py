@@ -304,3 +304,15 @@ def test_a_cuda_batched_env_returns_what_the_cpu_one_does(checkpoint: str) -> No
         if len(cpu) == 5:
             np.testing.assert_allclose(cuda[1], cpu[1], rtol=1e-4, atol=1e-4)
             np.testing.assert_array_equal(cuda[2] | cuda[3], cpu[2] | cpu[3])
+
+
+def test_a_bfloat16_batched_env_steps_near_the_float32_one() -> None:
+    runs = [_rollout(NeuralSimVectorEnv(16, "cheetah", max_episode_steps=50, precision=precision), 3)
+            for precision in ("float32", "bfloat16")]
+    assert runs[1][0][0]["velocity"].dtype == runs[0][0][0]["velocity"].dtype
+    (f32_obs, f32_rewards, *_), (bf16_obs, bf16_rewards, *_) = runs[0][-1], runs[1][-1]
+    np.testing.assert_allclose(bf16_obs["velocity"], f32_obs["velocity"], rtol=0.05, atol=0.05)
+    np.testing.assert_allclose(bf16_rewards, f32_rewards, atol=0.02)
+    assert not np.array_equal(bf16_obs["velocity"], f32_obs["velocity"])
+    with pytest.raises(InputError, match="unknown precision 'half'"):
+        NeuralSimVectorEnv(2, "cheetah", precision="half")

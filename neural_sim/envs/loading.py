@@ -52,6 +52,7 @@ def load_env_parts(
     device: str | torch.device,
     revision: str | None = None,
     env_kwargs: dict[str, Any] | None = None,
+    precision: str = "float32",
 ) -> EnvParts:
     """Resolve and check everything an env needs; see the envs' docstrings for the arguments."""
     if (isinstance(density_penalty, bool) or not isinstance(density_penalty, (int, float, np.integer, np.floating))
@@ -71,6 +72,7 @@ def load_env_parts(
         simulator = simulator.with_integrator(
             dataclasses.replace(config.simulator.integrator, method=integrator)  # type: ignore[arg-type]
         )
+    simulator.set_fast_precision(precision)
     layout = config.simulator.layout
     bridge = make_task_bridge(robot, task, env_kwargs=env_kwargs, folder=folder)
     _check_bridge_matches(folder, config, bridge)

@@ -82,6 +82,9 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         ``"ignore"``: the step is taken as if trusted (a non-finite one still raises
         :class:`~neural_sim.errors.DivergenceError`). Every step of the neural backend
         carries ``info["out_of_domain"]`` unless ``"ignore"``.
+    :param precision: ``"float32"`` (default) or ``"bfloat16"``: the model's hidden layers in
+        bfloat16 (:meth:`~neural_sim.model.simulator.Simulator.set_fast_precision`), for
+        large batches on hardware with bfloat16 matmuls; slower at batch 1.
     :param render_mode: ``None`` or ``"rgb_array"``.
     :param render_kwargs: ``width``, ``height``, ``camera_id`` of rendered frames.
 
@@ -107,6 +110,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         render_kwargs: dict[str, Any] | None = None,
         reset_from: ResetFrom = "buffer",
         out_of_domain: OutOfDomain = "truncate",
+        precision: str = "float32",
     ) -> None:
         if backend not in BACKENDS:
             raise UnknownNameError(f"unknown backend {backend!r}; accepted: {list(BACKENDS)}")
@@ -117,7 +121,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise InputError(f"unsupported render_mode {render_mode!r}; accepted: None, 'rgb_array'")
         parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device, revision,
-                               env_kwargs)
+                               env_kwargs, precision)
         self.config, self.task_name, self.bridge = parts.config, parts.task, parts.bridge
         self.simulator: Simulator = parts.simulator
         self.density, self.density_penalty = parts.density, parts.density_penalty

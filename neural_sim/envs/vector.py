@@ -43,6 +43,8 @@ class NeuralSimVectorEnv(VectorEnv):
     :param out_of_domain: as the single env's, per env: an env whose step leaves the data
         domain is truncated (``infos["out_of_domain"]`` marks it, ``infos["out_of_domain_dims"]``
         says what was out) and the others are untouched; ``"raise"`` and ``"ignore"`` as there.
+    :param precision: ``"float32"`` (default) or ``"bfloat16"``, the model's hidden layers
+        (see the single env's): about 1.7x the model step at N=4096 on a CPU with AVX512-BF16.
     """
 
     # Not a ClassVar: gymnasium declares ``metadata`` an instance attribute (reassigned in __init__).
@@ -63,6 +65,7 @@ class NeuralSimVectorEnv(VectorEnv):
         autoreset_mode: AutoresetMode | str = AutoresetMode.NEXT_STEP,
         native_tasks: bool = True,
         out_of_domain: OutOfDomain = "truncate",
+        precision: str = "float32",
     ) -> None:
         if int(num_envs) < 1:
             raise InputError(f"num_envs must be >= 1, got {num_envs}")
@@ -72,7 +75,7 @@ class NeuralSimVectorEnv(VectorEnv):
         self.metadata = {**self.metadata, "autoreset_mode": mode}
         self.num_envs = int(num_envs)
         parts = load_env_parts(checkpoint, task, reset_states, integrator, density_penalty, device, revision,
-                               env_kwargs)
+                               env_kwargs, precision)
         self.config, self.bridge, self.simulator = parts.config, parts.bridge, parts.simulator
         self.density, self.density_penalty = parts.density, parts.density_penalty
         # States, activations and the reset buffer live on the model's device across steps;

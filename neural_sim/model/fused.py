@@ -10,10 +10,14 @@ At batch 1 on a CPU, a step's cost is the number of tensor operations, not arith
 - :class:`FusedResidualField`: the input standardisation, the (sin, cos) selection and the
   action scaling are folded into the first layer's weights, and the output scaling, the
   velocity lag and the assembly of ``d(q, v)/dt`` into the last. About 40% fewer operations.
+- :class:`LowPrecisionBlocks`: a residual network's hidden blocks, most of a step's
+  arithmetic at large batches, in bfloat16; the first and last layers and the integration
+  stay in float32.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
 from typing import cast
 
@@ -159,7 +163,7 @@ class FusedResidualField(VectorField):
              features.input_center, features.input_half_range)
         self.register_buffer("input_weight", folded.T.float().contiguous())
         self.register_buffer("input_bias", bias.float())
-        self.blocks = net.blocks
+        self.blocks: nn.Module = net.blocks
         # d(q, v)/dt = [h, state] @ output_weight + output_bias, with a = acc_std * (W h + b).
         acc_std = field.acc_std.double()
         w_out, b_out = net.output.weight.detach().double(), net.output.bias.detach().double()
@@ -183,3 +187,21 @@ class FusedResidualField(VectorField):
         h = self.act(torch.addmm(self.input_bias, torch.cat(parts, dim=-1), self.input_weight))
         h = self.blocks(h)
         return torch.addmm(self.output_bias, torch.cat([h, state], dim=-1), self.output_weight)
+
+
+class LowPrecisionBlocks(nn.Module):
+    """Residual blocks evaluated in ``dtype`` (a converted copy of their weights), float32 in
+    and out (inference only).
+
+    :param blocks: the blocks (left untouched).
+    :param dtype: e.g. ``torch.bfloat16``.
+    """
+
+    def __init__(self, blocks: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.blocks = copy.deepcopy(blocks).to(dtype)
+        self.dtype = dtype
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """The blocks of ``h`` in ``dtype``, returned in ``h``'s dtype."""
+        return cast(torch.Tensor, self.blocks(h.to(self.dtype))).to(h.dtype)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 import torch
@@ -13,7 +14,7 @@ from neural_sim.errors import InputError
 from neural_sim.model.activations import advance as advance_activations
 from neural_sim.model.config import IntegratorConfig, SimulatorConfig
 from neural_sim.model.dynamics import MoSimField, ResidualField, VectorField, build_vector_field
-from neural_sim.model.fused import FusedMoSimField, FusedResidualField
+from neural_sim.model.fused import FusedMoSimField, FusedResidualField, LowPrecisionBlocks
 from neural_sim.model.integrators import FixedStepRK4, check_integrator, integrate_step
 from neural_sim.model.rotations import check_quaternions
 from neural_sim.model.tracing import TracedFunction
@@ -24,6 +25,9 @@ ArrayLike = TypeVar("ArrayLike", np.ndarray, torch.Tensor)
 ACTION_TOLERANCE = 1e-5
 # Batches up to this size step on one CPU thread (see Simulator.fast_predict).
 _SMALL_BATCH = 16
+#: Precisions of :meth:`Simulator.fast_predict`'s hidden layers.
+FastPrecision = Literal["float32", "bfloat16"]
+FAST_PRECISIONS: tuple[str, ...] = ("float32", "bfloat16")
 
 
 def _rollout(step: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], states: torch.Tensor,
@@ -81,7 +85,27 @@ class Simulator:
         layout = config.layout
         self._action_low = torch.tensor(layout.action_low, dtype=torch.float32, device=self.device)
         self._action_high = torch.tensor(layout.action_high, dtype=torch.float32, device=self.device)
+        self.fast_precision: FastPrecision = "float32"
         self._fast_step = TracedFunction(self._fast_step_module, self.field)
+
+    def set_fast_precision(self, precision: str) -> None:
+        """The precision of :meth:`fast_predict`'s hidden layers (environments step through it).
+
+        ``"bfloat16"`` runs a residual field's hidden blocks, most of the arithmetic at large
+        batches, in bfloat16 (the first and last layers and the RK4 sums stay float32):
+        faster where the hardware has bfloat16 matmuls (CPUs with AVX512-BF16 or AMX, GPUs)
+        and at large batches; slower at batch 1. Check its accuracy with ``neural-sim
+        benchmark --precision bfloat16`` (the fast-path column).
+
+        :raises InputError: an unknown precision, or bfloat16 for a MoSim-architecture field.
+        """
+        if precision not in FAST_PRECISIONS:
+            raise InputError(f"unknown precision {precision!r}; accepted: {list(FAST_PRECISIONS)}")
+        if precision == "bfloat16" and not isinstance(self.field, ResidualField):
+            raise InputError(f"precision 'bfloat16' needs a residual-architecture model; this one is "
+                             f"{self.config.model.architecture!r}")
+        self.fast_precision = precision  # type: ignore[assignment]
+        self._fast_step.reset()
 
     # -- dimensions ------------------------------------------------------------------
     @property
@@ -262,6 +286,14 @@ class Simulator:
                 field = FusedMoSimField(field)
             elif isinstance(field, ResidualField):
                 field = FusedResidualField(field)
+        if self.fast_precision == "bfloat16":
+            if isinstance(field, FusedResidualField):
+                field.blocks = LowPrecisionBlocks(field.blocks, torch.bfloat16)
+            else:
+                assert isinstance(field, ResidualField)
+                field = copy.deepcopy(field)  # the model itself stays float32
+                # A module of the same call signature in place of the Sequential.
+                field.network.blocks = LowPrecisionBlocks(field.network.blocks, torch.bfloat16)  # type: ignore[assignment]
         # The fused layouts build their tensors on the CPU: follow the field's device.
         return FixedStepRK4(field, self.dt, self.config.integrator.substeps,
                             rotations if rotations.active else None).to(self.device)

@@ -91,6 +91,7 @@ def benchmark(
     lyapunov: bool = True,
     lyapunov_trajectories: int = LYAPUNOV_TRAJECTORIES,
     lyapunov_steps: int = LYAPUNOV_STEPS,
+    precision: str = "float32",
 ) -> dict[str, Any]:
     """Open-loop MSE of a checkpoint at each horizon, next to its baselines.
 
@@ -103,6 +104,9 @@ def benchmark(
     :param lyapunov_trajectories: held-out random-action sequences (collected with ``seed``)
         the exponent is averaged over.
     :param lyapunov_steps: steps of each, counted from step 100 of its sequence.
+    :param precision: of the fast path (the environments' step; see
+        :meth:`~neural_sim.model.simulator.Simulator.set_fast_precision`): its column and
+        cost are measured in it, the model's own in float32.
     :return: a JSON-ready dict: ``horizons`` -> {``mse``, ``hold_last_state_mse``,
         ``ablation_mse``, ``per_dimension``, and for robots with free or ball joints
         ``orientation_error_deg`` per joint (mean rotation angle between predicted and true
@@ -122,6 +126,7 @@ def benchmark(
             f"test seed {seed} is the seed of this checkpoint's training data; pick another (e.g. --seed {seed + 1})"
         )
     simulator = load_simulator(folder, config)
+    simulator.set_fast_precision(precision)
     ablation = ablation if ablation is not None else _default_ablation(folder)
     ablation_sim = _load_ablation(ablation, config) if ablation is not None else None
     data = collect(data_source(config.robot, folder), sequences, 1000, seed, command=command, progress=progress)
@@ -169,6 +174,7 @@ def benchmark(
         "integrator": to_dict(config.simulator.integrator),
         "ms_per_step_batch1": round(step_cost_ms(simulator.predict, simulator), 4),
         "fast_ms_per_step_batch1": round(step_cost_ms(simulator.fast_predict, simulator), 4),
+        "fast_path_precision": precision,
         "torch_threads": torch.get_num_threads(),
         "command": command,
     }

@@ -171,9 +171,16 @@ def bench_speed(
     include_envpool: bool = True,
     envpool_max_envs: int = 1024,
     command: str = "",
+    bfloat16: bool = False,
+    gpu_batch_sizes: tuple[int, ...] = (4096, 65_536, 262_144, 1_048_576),
 ) -> dict[str, Any]:
     """All figures for one NeuralSim id and the shimmy id it mirrors (and EnvPool's, when
-    installed and ``include_envpool``)."""
+    installed and ``include_envpool``).
+
+    :param bfloat16: also measure the batched env with ``precision="bfloat16"`` at each N.
+    :param gpu_batch_sizes: the batched env's N on a GPU, when one is present (float32 and,
+        with ``bfloat16``, bfloat16).
+    """
     import shimmy  # noqa: F401  (registers dm_control/... ids)
 
     neural_ms = single_env_ms(env_id, single_steps, repeats)
@@ -184,6 +191,8 @@ def bench_speed(
     for n in batch_sizes:
         steps = max(5, min(200, 20_000 // n))
         neural = vector_steps_per_s(lambda k: gym.make_vec(env_id, num_envs=k), n, steps, repeats)
+        neural_bf16 = (vector_steps_per_s(lambda k: gym.make_vec(env_id, num_envs=k, precision="bfloat16"), n, steps,
+                                          repeats) if bfloat16 else None)
         # Each dm_control env holds about 6 MB (4096 of them exhaust a 24 GB machine) and a
         # closed one does not give it back, so each shimmy measurement runs in its own process.
         shimmy_rate = (
@@ -195,6 +204,8 @@ def bench_speed(
             "shimmy_sync_steps_per_s": shimmy_rate,
             "ratio": neural / shimmy_rate if shimmy_rate else None,
         }
+        if neural_bf16 is not None:
+            row["neural_bfloat16_steps_per_s"] = neural_bf16
         if pool_id is not None and n <= envpool_max_envs:
             # Fresh processes: resident memory is read before and after the envs exist.
             pool_rate, pool_mib = _in_child_process(_envpool_run, pool_id, n, steps, max(1, repeats // 2),
@@ -205,8 +216,11 @@ def bench_speed(
         batched[str(n)] = row
     gpu: dict[str, float] = {}
     if torch.cuda.is_available():
-        for n in (4096, 65_536, 262_144):
-            gpu[str(n)] = vector_steps_per_s(lambda k: gym.make_vec(env_id, num_envs=k, device="cuda"), n, 50, repeats)
+        for precision in ("float32", "bfloat16") if bfloat16 else ("float32",):
+            for n in gpu_batch_sizes:
+                gpu[f"{n}" if precision == "float32" else f"{n} bfloat16"] = vector_steps_per_s(
+                    lambda k, p=precision: gym.make_vec(env_id, num_envs=k, device="cuda", precision=p),  # type: ignore[misc]
+                    n, 50, repeats)
     return {
         "env_id": env_id,
         "mirror_id": mirror_id,
