@@ -22,7 +22,7 @@ from neural_sim.rl.runs import last_evaluations_mean, trained_variants
 
 ROOT = Path(__file__).resolve().parent.parent
 PAPER = {"acrobot": "0.0001 / 0.1043", "cheetah": "0.1206 / 0.2185", "reacher": "0.0005 / 0.0009",
-         "hopper": "0.0375 / 0.2507 (dt 0.005)", "humanoid": "1.2737 / -",
+         "hopper": "0.0375 / 0.2507 (dt 0.005)", "humanoid": "1.2737 / - (dt 0.005)",
          "quadruped": "0.0410 / 0.1401 (Go2, another robot)"}
 # Issue 21's floating-base targets at H=16: 20x below holding the last state (humanoid: the paper's).
 HOLD_FRACTION_TARGET = {"quadruped": 20, "Ant-v5": 20}

@@ -275,10 +275,10 @@ def test_fused_residual_field_computes_the_same_state_derivative_as_the_residual
         torch.testing.assert_close(fused(states, fused.encode_action(actions)), expected, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("foldable", [True, False])
+@pytest.mark.parametrize(("architecture", "foldable"), [("residual", True), ("residual", False), ("mosim", True)])
 def test_a_bfloat16_fast_path_stays_near_float32_and_leaves_the_model_alone(
-        foldable: bool, monkeypatch: pytest.MonkeyPatch) -> None:
-    sim = make_simulator("residual")
+        architecture: str, foldable: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    sim = make_simulator(architecture)
     if not foldable:  # a field traced as it is (contact features, quaternions): its blocks are swapped in a copy
         monkeypatch.setattr(type(sim.field.features), "foldable", property(lambda self: False))
     rng = np.random.default_rng(0)
@@ -296,8 +296,10 @@ def test_a_bfloat16_fast_path_stays_near_float32_and_leaves_the_model_alone(
     torch.testing.assert_close(sim.fast_predict(states, actions), expected, rtol=0, atol=0)
 
 
-def test_an_unknown_or_unsupported_fast_precision_is_refused() -> None:
+def test_an_unknown_or_unsupported_fast_precision_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(InputError, match=r"unknown precision 'float16'; accepted: \['float32', 'bfloat16'\]"):
         make_simulator("residual").set_fast_precision("float16")
-    with pytest.raises(InputError, match="needs a residual-architecture model; this one is 'mosim'"):
-        make_simulator("mosim").set_fast_precision("bfloat16")
+    sim = make_simulator("mosim")
+    monkeypatch.setattr(type(sim.field.features), "foldable", property(lambda self: False))
+    with pytest.raises(InputError, match="or a MoSim one without contact features or quaternions"):
+        sim.set_fast_precision("bfloat16")

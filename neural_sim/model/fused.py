@@ -39,6 +39,7 @@ class GroupedResNets(nn.Module):
     :param columns: for each net, the columns of the shared input it reads.
     :param input_size: width of the shared input.
     :param activation: the nets' activation name.
+    :param hidden_dtype: the dtype of the shared blocks (the first layer stays float32).
     """
 
     weight_in: torch.Tensor
@@ -48,7 +49,8 @@ class GroupedResNets(nn.Module):
     fc2_weight: torch.Tensor
     fc2_bias: torch.Tensor
 
-    def __init__(self, nets: list[ResNet], columns: list[slice], input_size: int, activation: str) -> None:
+    def __init__(self, nets: list[ResNet], columns: list[slice], input_size: int, activation: str,
+                 hidden_dtype: torch.dtype = torch.float32) -> None:
         super().__init__()
         width = nets[0].input.out_features
         weight_in = torch.zeros(len(nets), input_size, width)
@@ -62,13 +64,18 @@ class GroupedResNets(nn.Module):
                        for i in range(self.depth)]
             biases = [torch.stack([getattr(n.blocks[i], name).bias.detach() for n in nets]).unsqueeze(1)
                       for i in range(self.depth)]
-            self.register_buffer(f"{name}_weight", torch.stack(weights) if weights else torch.zeros(0))
-            self.register_buffer(f"{name}_bias", torch.stack(biases) if biases else torch.zeros(0))
+            stacked_weights = torch.stack(weights) if weights else torch.zeros(0)
+            stacked_biases = torch.stack(biases) if biases else torch.zeros(0)
+            self.register_buffer(f"{name}_weight", stacked_weights.to(hidden_dtype))
+            self.register_buffer(f"{name}_bias", stacked_biases.to(hidden_dtype))
         self.act = _ACTIVATIONS[activation]
+        self.hidden_dtype = hidden_dtype
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``[K, B, width]`` after the shared blocks, for input ``x`` ``[B, F]``."""
+        """Hidden states ``[K, B, width]`` (in ``hidden_dtype``) after the shared blocks, for
+        input ``x`` ``[B, F]``."""
         h = self.act(torch.baddbmm(self.bias_in, x.expand(self.weight_in.shape[0], -1, -1), self.weight_in))
+        h = h.to(self.hidden_dtype)
         for i in range(self.depth):
             inner = self.act(torch.baddbmm(self.fc1_bias[i], h, self.fc1_weight[i]))
             h = self.act(h + torch.baddbmm(self.fc2_bias[i], inner, self.fc2_weight[i]))
@@ -80,9 +87,13 @@ class FusedMoSimField(VectorField):
 
     The grouped layers are copies, made at construction: rebuild after the field's
     weights change (:class:`~neural_sim.model.simulator.Simulator` does this itself).
+
+    :param field: the field (left untouched).
+    :param hidden_dtype: the dtype of the hidden blocks of the grouped networks (their first
+        and last layers, the other networks and the mass-matrix solve stay float32).
     """
 
-    def __init__(self, field: MoSimField) -> None:
+    def __init__(self, field: MoSimField, hidden_dtype: torch.dtype = torch.float32) -> None:
         super().__init__(field.layout, field.normalisation)
         self.field = field
         features = field.features
@@ -92,8 +103,12 @@ class FusedMoSimField(VectorField):
         width = field.position_encoder.input.out_features
         self.grouped = [k for k, net in enumerate(nets) if net.input.out_features == width]
         self.group = GroupedResNets([nets[k] for k in self.grouped], [spans[k] for k in self.grouped],
-                                    pos + vel + nu, field.config.activation)
+                                    pos + vel + nu, field.config.activation, hidden_dtype)
         self._nets, self._spans = nets, spans
+        # Each grouped network's blocks beyond the shared ones, in the hidden dtype.
+        rest = [nn.Sequential(*cast(nn.Sequential, nets[k].blocks[self.group.depth :])) for k in self.grouped]
+        self._rest = nn.ModuleList(rest if hidden_dtype == torch.float32
+                                   else [LowPrecisionBlocks(blocks, hidden_dtype) for blocks in rest])
 
     def encode_action(self, u: torch.Tensor) -> torch.Tensor:
         """Same context as the field's."""
@@ -108,10 +123,8 @@ class FusedMoSimField(VectorField):
         outputs: list[torch.Tensor] = []
         for k, net in enumerate(self._nets):
             if k in self.grouped:
-                h = hidden[self.grouped.index(k)]
-                for block in cast(nn.Sequential, net.blocks[self.group.depth :]):
-                    h = block(h)
-                outputs.append(net.output(h))
+                index = self.grouped.index(k)
+                outputs.append(net.output(self._rest[index](hidden[index]).float()))
             else:
                 outputs.append(net(x[..., self._spans[k]]))
         return field.combine(outputs[0], outputs[1] + action_force, outputs[2:])

@@ -91,19 +91,21 @@ class Simulator:
     def set_fast_precision(self, precision: str) -> None:
         """The precision of :meth:`fast_predict`'s hidden layers (environments step through it).
 
-        ``"bfloat16"`` runs a residual field's hidden blocks, most of the arithmetic at large
-        batches, in bfloat16 (the first and last layers and the RK4 sums stay float32):
+        ``"bfloat16"`` runs the hidden blocks, most of the arithmetic at large batches, in
+        bfloat16 (first and last layers, a MoSim field's mass-matrix solve and the RK4 sums
+        stay float32):
         faster where the hardware has bfloat16 matmuls (CPUs with AVX512-BF16 or AMX, GPUs)
         and at large batches; slower at batch 1. Check its accuracy with ``neural-sim
         benchmark --precision bfloat16`` (the fast-path column).
 
-        :raises InputError: an unknown precision, or bfloat16 for a MoSim-architecture field.
+        :raises InputError: an unknown precision, or bfloat16 for a MoSim field with contact
+            features or quaternions (traced unfused).
         """
         if precision not in FAST_PRECISIONS:
             raise InputError(f"unknown precision {precision!r}; accepted: {list(FAST_PRECISIONS)}")
-        if precision == "bfloat16" and not isinstance(self.field, ResidualField):
-            raise InputError(f"precision 'bfloat16' needs a residual-architecture model; this one is "
-                             f"{self.config.model.architecture!r}")
+        if precision == "bfloat16" and not (isinstance(self.field, ResidualField) or self.field.features.foldable):
+            raise InputError("precision 'bfloat16' needs a residual-architecture model or a MoSim one without "
+                             "contact features or quaternions")
         self.fast_precision = precision  # type: ignore[assignment]
         self._fast_step.reset()
 
@@ -281,12 +283,13 @@ class Simulator:
         rotations = self.field.features.rotations
         # The fused layouts fold the inputs of plain (q, v, u) fields; a field with contact
         # features or quaternions is traced as it is.
+        low = self.fast_precision == "bfloat16"
         if self.field.features.foldable:
             if isinstance(field, MoSimField):
-                field = FusedMoSimField(field)
+                field = FusedMoSimField(field, torch.bfloat16 if low else torch.float32)
             elif isinstance(field, ResidualField):
                 field = FusedResidualField(field)
-        if self.fast_precision == "bfloat16":
+        if low and not isinstance(field, FusedMoSimField):
             if isinstance(field, FusedResidualField):
                 field.blocks = LowPrecisionBlocks(field.blocks, torch.bfloat16)
             else:
