@@ -183,17 +183,25 @@ def envpool_table() -> str:
                 "benchmarks/results/speed_envpool.json` on a quiet machine with EnvPool installed "
                 "(`pip install \".[bench]\"`); figures taken beside training runs are not comparable.")
     results = json.loads(path.read_text())
-    rows = ["| id | EnvPool task | N | NeuralSim env-steps/s | EnvPool env-steps/s | NeuralSim / EnvPool "
-            "| MiB per env: NeuralSim / EnvPool |", "|---|---|---|---|---|---|---|"]
+    bf16 = any("neural_bfloat16_steps_per_s" in b for r in results for b in r["batched"].values())
+    rows = ["| id | EnvPool task | N | NeuralSim env-steps/s | " + ("NeuralSim bfloat16 env-steps/s | " if bf16 else "")
+            + "EnvPool env-steps/s | NeuralSim / EnvPool" + (" (bfloat16)" if bf16 else "")
+            + " | MiB per env: NeuralSim / EnvPool |", "|---|---|---|---|---|---|---|" + ("---|" if bf16 else "")]
     for r in results:
         for n, b in r["batched"].items():
+            fast = b.get("neural_bfloat16_steps_per_s")
+            cells = [f"`{r['env_id']}`", f"`{r['envpool_id']}`", f"{int(n):,}", f"{b['neural_steps_per_s']:,.0f}"]
+            if bf16:
+                cells.append(f"{fast:,.0f}" if fast else "-")
             if b.get("envpool_steps_per_s") is None:
-                rows.append(f"| `{r['env_id']}` | `{r['envpool_id']}` | {int(n):,} | {b['neural_steps_per_s']:,.0f} "
-                            f"| not run (above {r['envpool_max_envs']:,} envs) | - | - |")
-                continue
-            rows.append(f"| `{r['env_id']}` | `{r['envpool_id']}` | {int(n):,} | {b['neural_steps_per_s']:,.0f} "
-                        f"| {b['envpool_steps_per_s']:,.0f} | {b['neural_over_envpool']:.2f} "
-                        f"| {b['neural_mib_per_env']:.3f} / {b['envpool_mib_per_env']:.2f} |")
+                cells += [f"not run (above {r['envpool_max_envs']:,} envs)", "-", "-"]
+            else:
+                ratio = f"{b['neural_over_envpool']:.2f}"
+                if bf16 and fast:
+                    ratio += f" ({fast / b['envpool_steps_per_s']:.2f})"
+                cells += [f"{b['envpool_steps_per_s']:,.0f}", ratio,
+                          f"{b['neural_mib_per_env']:.3f} / {b['envpool_mib_per_env']:.2f}"]
+            rows.append("| " + " | ".join(cells) + " |")
     rows += ["", f"Measured with `{results[0]['command']}` ({results[0]['machine']})."]
     return "\n".join(rows)
 
