@@ -53,6 +53,16 @@ def test_log_density_is_deterministic_and_the_penalty_lies_in_its_range(density_
     assert ((penalty >= -1) & (penalty < 0)).all()
 
 
+def test_the_single_envs_float_penalty_equals_the_tensor_penalty(density_checkpoint: Path) -> None:
+    density = load_density(density_checkpoint, read_config(density_checkpoint))
+    c, k = density.config.c, density.config.k
+    values = [-1e9, c - 60 * k, c - k, c, c + 1e-9, c + k, c + 60 * k, 1e9]
+    expected = density.penalty(torch.tensor(values, dtype=torch.float64)).tolist()
+    found = [density.penalty_value(v) for v in values]
+    np.testing.assert_allclose(found, expected, rtol=1e-12, atol=1e-15)
+    assert found[0] == -1.0 and found[-1] == 0.0 and found[3] == -0.5
+
+
 def test_familiar_inputs_score_higher_than_far_away_ones(density_checkpoint: Path, acrobot_data: Dataset) -> None:
     density = load_density(density_checkpoint, read_config(density_checkpoint))
     states = torch.as_tensor(acrobot_data.states[:, 100:140].reshape(-1, 4), dtype=torch.float32)

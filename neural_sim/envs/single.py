@@ -183,9 +183,8 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         action_t = self._action_t
         info: dict[str, Any] = {}
         if self.density is not None:
-            log_density = self.density.fast_log_density(state_t, action_t)
-            info["log_density"] = float(log_density[0])
-            info["penalty"] = float(self.density.penalty(log_density)[0])
+            info["log_density"] = log_density = self.density.fast_log_density(state_t, action_t).item()
+            info["penalty"] = self.density.penalty_value(log_density)
         left_domain = False
         if self.backend == "physics":
             self.bridge.step_physics(action)
