@@ -240,7 +240,9 @@ def earlier_weights(results: dict) -> str:
     """A note for results trained in other weights than the checkpoint now shipped for their
     env id (they predate a retraining): rerunning the row's command refreshes them."""
     recorded = results.get("checkpoint_sha256")
-    if recorded is None or recorded == checkpoint_fingerprint(results["env_id"]):
+    current = checkpoint_fingerprint(results["env_id"], results.get("checkpoint"),
+                                     density=bool(results.get("density_penalty")))
+    if recorded is None or recorded == current:
         return ""
     return f", in earlier weights ({recorded})"
 

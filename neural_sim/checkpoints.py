@@ -107,20 +107,20 @@ def shipped_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def weights_fingerprint(folder: str | os.PathLike[str]) -> str:
-    """A short hash of what a checkpoint's envs compute with: the model, the reset states and,
-    if present, the density model and the default episode length set by
-    ``neural-sim benchmark-task --write``. The rest of ``config.json`` is left out on
-    purpose: rewriting its benchmark figures changes no prediction. So is the data domain:
-    it changes no prediction, it only ends episodes that leave the data (RL results record
-    how many did).
+def weights_fingerprint(folder: str | os.PathLike[str], density: bool = True) -> str:
+    """A short hash of what a checkpoint's envs compute with: the model, the reset states,
+    the density model (if present and ``density``: an env without the penalty never reads
+    it) and the default episode length set by ``neural-sim benchmark-task --write``. The
+    rest of ``config.json`` is left out on purpose: rewriting its benchmark figures changes
+    no prediction. So is the data domain: it changes no prediction, it only ends episodes
+    that leave the data (RL results record how many did).
 
     :return: the first 12 hex digits of the SHA-256 over those files, in a fixed order.
     """
     folder = Path(folder)
     _require_files(folder, (MODEL_FILE, RESET_STATES_FILE))
     digest = hashlib.sha256()
-    for name in (MODEL_FILE, RESET_STATES_FILE, DENSITY_FILE):
+    for name in (MODEL_FILE, RESET_STATES_FILE) + ((DENSITY_FILE,) if density else ()):
         if (folder / name).is_file():
             digest.update(name.encode())
             digest.update((folder / name).read_bytes())

@@ -246,7 +246,7 @@ def few_shot(
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps, "every": every,
                 "real_steps": real_steps, "finetune_iterations": finetune_iterations,
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty,
-                "checkpoint_sha256": checkpoint_fingerprint(env_id)}
+                "checkpoint_sha256": checkpoint_fingerprint(env_id, density=density_penalty > 0)}
     folder = Path(out) if out is not None else None
     results = load_results(folder, settings) if folder is not None else None
     results = results or {**settings, "runs": {FEW_SHOT: {}}, "reference": str(reference_path),

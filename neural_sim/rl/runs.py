@@ -128,7 +128,9 @@ def train_and_score(
     """
     # The weights this run trains in, read before training: the checkpoint may be replaced
     # on disk while a run of hours goes on.
-    trained_in = checkpoint_fingerprint(train_id, env_kwargs.get("checkpoint")) if train_id != real_id else None
+    with_density = bool(env_kwargs.get("density_penalty"))
+    trained_in = (checkpoint_fingerprint(train_id, env_kwargs.get("checkpoint"), with_density)
+                  if train_id != real_id else None)
     env = agent_env(make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs))
     env.reset(seed=seed)
     name = f"{variant}-seed{seed}"
