@@ -4,13 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from gymnasium import spaces
 
 from neural_sim.model.config import StateLayout
-from neural_sim.robots.activation import ActuatorActivation
+
+if TYPE_CHECKING:  # importing the package must not load MuJoCo
+    from neural_sim.robots.activation import ActuatorActivation
 
 
 @dataclass(frozen=True)
