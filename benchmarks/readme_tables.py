@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import statistics
 from pathlib import Path
 
@@ -216,12 +217,16 @@ def rl_command(results: dict, seeds: list[int], name: str) -> str:
     reset = f" --reset-from {results['reset_from']}" if results.get("reset_from", "buffer") != "buffer" else ""
     if results.get("max_episode_steps") is not None:
         reset += f" --max-episode-steps {results['max_episode_steps']}"
+    if results.get("checkpoint") is not None:
+        reset += f" --checkpoint {results['checkpoint']}"
     trained = trained_variants(results)
     only = {"real": " --no-reference", "neural_sim": " --reference-only"}
     reference = next((flag for variant, flag in only.items() if variant not in trained), "")
+    recorded = shlex.split(results.get("command") or "")  # the folder the runs were written to
+    out = recorded[recorded.index("--out") + 1] if "--out" in recorded[:-1] else f"runs/rl-{name}"
     return (f"neural-sim rl {results['env_id']} --algo {results['algo']} --steps {results['steps']} "
             f"--eval-every {results['eval_every']} --eval-episodes {results['eval_episodes']}{penalty}{reset}"
-            f"{reference} --seeds {' '.join(map(str, seeds))} --out runs/rl-{name}")
+            f"{reference} --seeds {' '.join(map(str, seeds))} --out {out}")
 
 
 def last_evaluations(runs: dict) -> dict[str, float]:
