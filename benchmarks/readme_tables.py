@@ -245,8 +245,9 @@ def earlier_weights(results: dict) -> str:
     """A note for results trained in other weights than the checkpoint now shipped for their
     env id (they predate a retraining): rerunning the row's command refreshes them."""
     recorded = results.get("checkpoint_sha256")
-    current = checkpoint_fingerprint(results["env_id"], results.get("checkpoint"),
-                                     density=bool(results.get("density_penalty")))
+    if results.get("checkpoint") is not None:  # a candidate (`--checkpoint`), never the shipped weights
+        return f", in candidate {results['checkpoint']} ({recorded})"
+    current = checkpoint_fingerprint(results["env_id"], density=bool(results.get("density_penalty")))
     if recorded is None or recorded == current:
         return ""
     return f", in earlier weights ({recorded})"
@@ -299,8 +300,8 @@ def rl_table() -> str:
         return "\n".join(current)
     # Kept, apart, because their real-env runs are the reference of current rows and their
     # NeuralSim figures show what retraining the checkpoint changed.
-    note = ("Trained in earlier weights of the checkpoint (kept for comparison; their real-env runs "
-            "are the reference of the rows above run with `--no-reference`):")
+    note = ("Trained in earlier weights of the checkpoint or in a candidate checkpoint (kept for comparison; "
+            "their real-env runs are the reference of the rows above run with `--no-reference`):")
     return "\n".join([*current, "", note, "", *earlier])
 
 
