@@ -44,7 +44,8 @@ class NeuralSimVectorEnv(VectorEnv):
         domain is truncated (``infos["out_of_domain"]`` marks it, ``infos["out_of_domain_dims"]``
         says what was out) and the others are untouched; ``"raise"`` and ``"ignore"`` as there.
     :param precision: ``"float32"`` (default) or ``"bfloat16"``, the model's hidden layers
-        (see the single env's): about 1.7x the model step at N=4096 on a CPU with AVX512-BF16.
+        (see the single env's): 1.34x the env-steps/s of float32 for cheetah-run at N=4096 on a
+        2-core CPU with AVX512-BF16 (``neural-sim bench-speed --bfloat16``).
     """
 
     # Not a ClassVar: gymnasium declares ``metadata`` an instance attribute (reassigned in __init__).
@@ -164,8 +165,7 @@ class NeuralSimVectorEnv(VectorEnv):
             if self.density is not None:
                 log_density = self.density.fast_log_density(state_in, action_in).double()
                 penalty = self.density.penalty(log_density)
-            model_in = action_in
-            activations = after = None
+            model_in, after = action_in, None
             if self._activation_rule is not None:
                 activations = self._activations if index is None else self._activations[index]
                 after = advance_activations(self._activation_rule, activations, actions_in)
