@@ -322,7 +322,7 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
         *([f"  activations   {layout.na} actuator activations ({', '.join(sorted(set(layout.activations.kinds)))}), "
            "model inputs beside the action"] if layout.activations is not None else []),
         f"  model         {summary['architecture']}, {integrator.method}"
-        + (f" x{integrator.substeps}" if integrator.method == "rk4" else "")
+        + (f" x{integrator.substeps}" if integrator.method != "dopri5" else "")
         + (f"; ablation: {summary['ablation']}" if summary["ablation"] else ""),
     ]
     horizons = config.benchmark.get("horizons", {})
@@ -566,8 +566,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--agent", type=Path, nargs="+", default=[],
                    help="the trained agents (SB3 .zip) a recipe's agent-driven sequences need, in its order")
     p.add_argument("--architecture", choices=["mosim", "residual"], default=None, help="default mosim")
-    p.add_argument("--integrator", choices=["rk4", "dopri5"], default=None, help="default rk4")
-    p.add_argument("--substeps", type=int, default=None, help="rk4 substeps per control step (default 1)")
+    p.add_argument("--integrator", choices=["rk4", "dopri5", "euler"], default=None,
+                   help="default rk4; euler is the discrete-time head (semi-implicit Euler, MuJoCo's default)")
+    p.add_argument("--substeps", type=int, default=None,
+                   help="rk4 or euler substeps per control step (default 1)")
     p.add_argument("--iterations", type=int, default=None, help="end-to-end iterations (default 20000)")
     p.add_argument("--stages", type=int, nargs="+", default=None,
                    help="multi-stage training: iterations of the predictor, then of each corrector")

@@ -95,7 +95,7 @@ def test_load_answers_any_name_cleanly(name: str, tmp_path_factory: pytest.TempP
 
 KWARGS = st.fixed_dictionaries({}, optional={
     "density_penalty": st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=3)),
-    "integrator": st.sampled_from(["rk4", "dopri5", "euler", "", None]),
+    "integrator": st.sampled_from(["rk4", "dopri5", "euler", "leapfrog", "", None]),
     "device": st.sampled_from(["cpu", "cuda:7", "meta", "potato", None]),
     "reset_from": st.sampled_from(["buffer", "task", "nowhere", None]),
     "out_of_domain": st.sampled_from(["truncate", "raise", "ignore", "clip", None]),

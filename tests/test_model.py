@@ -174,8 +174,8 @@ def test_rollout_needs_a_time_axis_in_actions() -> None:
 
 
 def test_unknown_integrator_is_rejected() -> None:
-    with pytest.raises(ValueError, match="unknown integrator 'euler'"):
-        make_simulator(integrator=IntegratorConfig(method="euler"))  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="unknown integrator 'leapfrog'"):
+        make_simulator(integrator=IntegratorConfig(method="leapfrog"))  # type: ignore[arg-type]
 
 
 class ConstantAcceleration(VectorField):
@@ -199,6 +199,41 @@ def test_velocity_lag_reproduces_semi_implicit_euler_positions() -> None:
     step = IntegratorConfig("rk4", 1)
     torch.testing.assert_close(integrate_step(lambda y: lagged(y, context), state, h, step), euler)
     assert (integrate_step(lambda y: plain(y, context), state, h, step) - euler).abs().max() > 1e-4
+
+
+def test_euler_method_takes_mujocos_semi_implicit_update_per_substep() -> None:
+    h, a = 0.01, 3.0
+    layout = StateLayout(1, 1, 1, 2 * h, (-1.0,), (1.0,), velocity_lag=h / 2)  # the lag is not used
+    field = ConstantAcceleration(velocity_lag=h / 2)
+    config = SimulatorConfig(layout, ModelConfig(architecture="residual", residual=SMALL),
+                             IntegratorConfig("euler", 2), default_normalisation(layout))
+    sim = Simulator(config, field)
+    q, v = 0.5, -1.0
+    for _ in range(2):  # v' = v + h a, then q' = q + h v'
+        v = v + h * a
+        q = q + h * v
+    expected = torch.tensor([[q, v]])
+    with torch.no_grad():
+        torch.testing.assert_close(sim.predict(torch.tensor([[0.5, -1.0]]), torch.zeros(1, 1)), expected)
+        torch.testing.assert_close(sim.fast_predict(torch.tensor([[0.5, -1.0]]), torch.zeros(1, 1)), expected)
+
+
+@pytest.mark.parametrize("architecture", ["mosim", "residual"])
+def test_euler_fast_path_matches_its_autograd_path_and_trains(architecture: str) -> None:
+    sim = make_simulator(architecture, IntegratorConfig("euler", 3))
+    states, actions = torch.randn(5, 6), torch.rand(5, 2) * 2 - 1
+    with torch.no_grad():
+        expected = sim.predict(states, actions)
+    torch.testing.assert_close(sim.fast_predict(states, actions), expected, rtol=1e-6, atol=1e-6)
+    loss = sim.predict(states, actions).square().sum()
+    loss.backward()
+    assert all(p.grad is not None for p in sim.field.parameters() if p.requires_grad)
+
+
+def test_integrate_step_refuses_the_euler_method_it_does_not_run() -> None:
+    field = HarmonicOscillator(1.0)
+    with pytest.raises(InputError, match="SemiImplicitEuler"):
+        integrate_step(lambda y: field(y, torch.zeros(1, 1)), torch.ones(1, 2), 0.1, IntegratorConfig("euler"))
 
 
 @pytest.mark.parametrize("substeps", [1, 3])

@@ -179,6 +179,23 @@ def test_train_command_takes_a_recipe_and_overrides(
     assert "is for robot 'acrobot', not 'cheetah'" in capsys.readouterr().err
 
 
+def test_the_discrete_time_head_trains_and_is_recorded_in_config_and_card(
+    tmp_path: Path, acrobot_data: Dataset
+) -> None:
+    data = acrobot_data.save(tmp_path / "data.safetensors")
+    out = tmp_path / "euler"
+    argv = ["train", "acrobot", "--data", str(data), "--out", str(out), "--architecture", "residual",
+            "--integrator", "euler", "--substeps", "2", "--iterations", "4", "--batch-size", "16", "--eval-every", "2"]
+    assert main(argv) == 0
+    integrator = json.loads((out / "config.json").read_text())["simulator"]["integrator"]
+    assert (integrator["method"], integrator["substeps"]) == ("euler", 2)
+    assert "| integrator | euler, 2 substep(s) |" in (out / "README.md").read_text()
+    simulator = load(out)
+    states, actions = torch.zeros(3, simulator.state_size), torch.zeros(3, simulator.nu)
+    with torch.no_grad():
+        torch.testing.assert_close(simulator.fast_predict(states, actions), simulator.predict(states, actions))
+
+
 def test_fine_tuning_starts_from_the_parent_and_records_it(
     tmp_path: Path, acrobot_data: Dataset, tiny_checkpoint: Path
 ) -> None:

@@ -62,7 +62,7 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
     :param reset_from: ``"buffer"`` (default: the paper's design, states met in real data,
         which cover where an agent goes) or ``"task"`` (the stock task's initial states, the
         distribution the real env is scored from; e.g. reacher starts at rest).
-    :param integrator: override the checkpoint's integrator (``"rk4"`` or ``"dopri5"``).
+    :param integrator: override the checkpoint's integrator (``"rk4"``, ``"dopri5"`` or ``"euler"``).
     :param density_penalty: weight of the density penalty added to the task reward (0, the
         default, turns it off). ``penalty = sigmoid((log p(s, a) - c) / k) - 1`` in
         ``(-1, 0)`` for the state the step starts from and the action taken; ``c`` and

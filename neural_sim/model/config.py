@@ -14,7 +14,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin, get_type_hints
 
 Architecture = Literal["mosim", "residual"]
 Activation = Literal["softplus", "swish"]
-IntegratorMethod = Literal["rk4", "dopri5"]
+IntegratorMethod = Literal["rk4", "dopri5", "euler"]
 RotationJointKind = Literal["free", "ball"]
 
 
@@ -285,8 +285,11 @@ class ModelConfig:
 class IntegratorConfig:
     """How one control step is integrated (torchdiffeq).
 
-    :param method: ``"rk4"`` (fixed step) or ``"dopri5"`` (adaptive).
-    :param substeps: rk4 steps per control step.
+    :param method: ``"rk4"`` (fixed step), ``"dopri5"`` (adaptive) or ``"euler"``: the
+        discrete-time head, semi-implicit Euler ``v' = v + h a(q, v, u)``, ``q' = q + h v'``
+        per substep -- one field evaluation a substep, and the update MuJoCo's default
+        integrator takes each physics step.
+    :param substeps: rk4 or euler steps per control step.
     :param rtol: dopri5 relative tolerance.
     :param atol: dopri5 absolute tolerance.
     """

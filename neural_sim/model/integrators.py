@@ -1,8 +1,9 @@
 """Integrate a vector field over one control step: every integrator lives here.
 
-:func:`integrate_step` runs torchdiffeq (any method of :data:`METHODS`, chosen by name like
+:func:`integrate_step` runs torchdiffeq's ``rk4`` and ``dopri5`` (chosen by name like
 torchdiffeq's own ``SOLVERS`` table); :class:`FixedStepRK4` is the same ``rk4`` written out
-as a module, traced into one graph for environment steps.
+as a module, traced into one graph for environment steps. :class:`SemiImplicitEuler` is the
+``euler`` method, the discrete-time head (torchdiffeq's ``euler`` is the explicit one).
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ def integrate_step(
         solution = odeint(rhs, state, times, method="dopri5", rtol=config.rtol, atol=config.atol)
     else:
         check_integrator(config)
-        raise AssertionError("unreachable")
+        raise InputError(f"integrate_step runs rk4 and dopri5; {config.method!r} steps through its module "
+                         "(SemiImplicitEuler for euler)")
     return solution[-1] if project is None else project(solution[-1])
 
 
@@ -125,4 +127,44 @@ class FixedStepRK4(torch.nn.Module):
             y = torch.add(y, torch.add(torch.add(k1, k2 + k3, alpha=3), k4), alpha=h / 8)
             if self.projection is not None:
                 y = self.projection.project(y)
+        return y
+
+
+class SemiImplicitEuler(torch.nn.Module):
+    """The ``euler`` method: per substep ``h``, ``v' = v + h a(q, v, u)``, ``q' = q + h v'``.
+
+    A discrete-time head over the same field: one evaluation a substep, and the update
+    MuJoCo's default (semi-implicit Euler) integrator takes each physics step, so with
+    ``substeps`` equal to the physics steps per control step the model has MuJoCo's shape
+    and learns only its accelerations. The field's ``velocity_lag`` (a continuous-time
+    stand-in for this very update) is not used.
+
+    :param field: the vector field (``encode_action`` and ``field(y, context)``, whose
+        last ``nv`` outputs are the acceleration).
+    :param dt: the control step in seconds.
+    :param substeps: Euler steps per control step.
+    :param rotations: the layout's :class:`~neural_sim.model.rotations.RotationKinematics`
+        (quaternion rates, projection back onto the unit sphere).
+    :param nq: position coordinates in a state (the first ``nq`` entries).
+    """
+
+    def __init__(self, field: VectorField, dt: float, substeps: int, rotations: RotationKinematics,
+                 nq: int) -> None:
+        super().__init__()
+        self.field, self.h, self.substeps = field, dt / substeps, substeps
+        self.rotations, self.nq = rotations, nq
+
+    def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """``[B, nq + nv]`` states one control step after ``states`` under ``actions``."""
+        context = self.field.encode_action(actions)
+        y, h, nq = states, self.h, self.nq
+        active = self.rotations.active
+        if active:
+            y = self.rotations.project(y)  # MuJoCo reads a quaternion q as q / |q|: so does the model
+        for _ in range(self.substeps):
+            q, v = y[..., :nq], y[..., nq:]
+            velocity = torch.add(v, self.field(y, context)[..., nq:], alpha=h)
+            y = torch.cat([torch.add(q, self.rotations.position_rate(q, velocity), alpha=h), velocity], dim=-1)
+            if active:
+                y = self.rotations.project(y)
         return y

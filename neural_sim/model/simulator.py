@@ -15,7 +15,7 @@ from neural_sim.model.activations import advance as advance_activations
 from neural_sim.model.config import IntegratorConfig, SimulatorConfig
 from neural_sim.model.dynamics import MoSimField, ResidualField, VectorField, build_vector_field
 from neural_sim.model.fused import FusedMoSimField, FusedResidualField, LowPrecisionBlocks
-from neural_sim.model.integrators import FixedStepRK4, check_integrator, integrate_step
+from neural_sim.model.integrators import FixedStepRK4, SemiImplicitEuler, check_integrator, integrate_step
 from neural_sim.model.rotations import check_quaternions
 from neural_sim.model.tracing import TracedFunction
 
@@ -87,6 +87,9 @@ class Simulator:
         self._action_high = torch.tensor(layout.action_high, dtype=torch.float32, device=self.device)
         self.fast_precision: FastPrecision = "float32"
         self._fast_step = TracedFunction(self._fast_step_module, self.field)
+        # The euler method's step with autograd (training); shares the field's weights.
+        self._euler = SemiImplicitEuler(self.field, self.dt, config.integrator.substeps,
+                                        self.field.features.rotations, self.nq)
 
     def set_fast_precision(self, precision: str) -> None:
         """The precision of :meth:`fast_predict`'s hidden layers (environments step through it).
@@ -242,6 +245,8 @@ class Simulator:
     def predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """One step on float32 tensors already on ``device``; no input checks. ``actions`` are
         the per-step inputs ``[B, nu + na]`` (the action, then the activations, if any)."""
+        if self.config.integrator.method == "euler":
+            return self._euler(states, actions)
         context = self.field.encode_action(actions)
         project = self.field.project if self.field.features.rotations.active else None
         return integrate_step(lambda y: self.field(y, context), states, self.dt, self.config.integrator, project)
@@ -256,7 +261,7 @@ class Simulator:
         return _rollout(self.fast_predict, states, actions)
 
     def fast_predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """:meth:`predict` without autograd, through a traced graph when the integrator is rk4.
+        """:meth:`predict` without autograd, through a traced graph when the integrator is rk4 or euler.
 
         torchdiffeq's rk4 arithmetic (equal results to float32 rounding, tested) with the
         field in its fused layout (:mod:`neural_sim.model.fused`), traced into one graph: a
@@ -264,7 +269,7 @@ class Simulator:
         rebuilt when the weights change in place (optimiser steps, ``load_state_dict``).
         dopri5 runs through torchdiffeq as in :meth:`predict`.
         """
-        if self.config.integrator.method != "rk4":
+        if self.config.integrator.method == "dopri5":
             with torch.no_grad():
                 return self.predict(states, actions)
         threads = torch.get_num_threads()
@@ -298,6 +303,9 @@ class Simulator:
                 # A module of the same call signature in place of the Sequential.
                 field.network.blocks = LowPrecisionBlocks(field.network.blocks, torch.bfloat16)  # type: ignore[assignment]
         # The fused layouts build their tensors on the CPU: follow the field's device.
+        if self.config.integrator.method == "euler":
+            return SemiImplicitEuler(field, self.dt, self.config.integrator.substeps, rotations,
+                                     self.nq).to(self.device)
         return FixedStepRK4(field, self.dt, self.config.integrator.substeps,
                             rotations if rotations.active else None).to(self.device)
 

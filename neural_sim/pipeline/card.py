@@ -87,7 +87,7 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         f"| control timestep | {layout.dt} s |",
         f"| architecture | {model.architecture} ({model.activation}) |",
         f"| integrator | {integrator.method}"
-        + (f", {integrator.substeps} substep(s)" if integrator.method == "rk4" else
+        + (f", {integrator.substeps} substep(s)" if integrator.method != "dopri5" else
            f", rtol {integrator.rtol}, atol {integrator.atol}") + " |",
         f"| trusted horizon (state error < 5% of its variance) | {config.trusted_horizon} steps |",
         f"| default episode length | {config.default_episode_steps} steps ({_episode_rule(config)}) |",
