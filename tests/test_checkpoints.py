@@ -117,7 +117,7 @@ def test_invalid_json_is_reported(checkpoint_copy: Path) -> None:
         (lambda c: c["simulator"]["layout"].pop("nq"), "missing required key 'nq'"),
         (lambda c: c["simulator"]["model"].update(blocks=3), "unknown keys \\['blocks'\\]"),
         (lambda c: c["simulator"]["layout"].update(nv="two"), "layout.nv: expected int"),
-        (lambda c: c["simulator"]["integrator"].update(method="euler"), "'euler' is not one of"),
+        (lambda c: c["simulator"]["integrator"].update(method="leapfrog"), "'leapfrog' is not one of"),
     ],
 )
 def test_invalid_config_names_the_offending_key(checkpoint_copy: Path, edit, message: str) -> None:  # type: ignore[no-untyped-def]
