@@ -87,9 +87,11 @@ class Simulator:
         self._action_high = torch.tensor(layout.action_high, dtype=torch.float32, device=self.device)
         self.fast_precision: FastPrecision = "float32"
         self._fast_step = TracedFunction(self._fast_step_module, self.field)
-        # The euler method's step with autograd (training); shares the field's weights.
-        self._euler = SemiImplicitEuler(self.field, self.dt, config.integrator.substeps,
-                                        self.field.features.rotations, self.nq)
+        # The euler method's step with autograd (training), sharing the field's weights;
+        # None for the torchdiffeq methods.
+        self._euler = (SemiImplicitEuler(self.field, self.dt, config.integrator.substeps,
+                                         self.field.features.rotations, self.nq)
+                       if config.integrator.method == "euler" else None)
 
     def set_fast_precision(self, precision: str) -> None:
         """The precision of :meth:`fast_predict`'s hidden layers (environments step through it).
@@ -245,7 +247,7 @@ class Simulator:
     def predict(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """One step on float32 tensors already on ``device``; no input checks. ``actions`` are
         the per-step inputs ``[B, nu + na]`` (the action, then the activations, if any)."""
-        if self.config.integrator.method == "euler":
+        if self._euler is not None:
             return self._euler(states, actions)
         context = self.field.encode_action(actions)
         project = self.field.project if self.field.features.rotations.active else None
