@@ -1,10 +1,10 @@
-"""Fill the figure tables of ``benchmarks/README.md`` (the results the top-level README links
-to) from the shipped checkpoints and benchmarks/results/.
+"""Fill the figure tables of the results pages ``benchmarks/*.md`` (the results the top-level
+README links to) from the shipped checkpoints and benchmarks/results/.
 
 Every figure in those tables is produced by a command recorded next to it
 (``neural-sim benchmark``, ``neural-sim benchmark-density``, ``neural-sim bench-speed``,
 ``benchmarks/compare_density.py``, ``neural-sim fit-domain``); this script only copies them
-into ``benchmarks/README.md``.
+between the ``<!-- tag -->`` markers of whichever page holds them.
 
     python benchmarks/readme_tables.py
 """
@@ -379,18 +379,23 @@ def soak_table() -> str:
 
 
 def main() -> None:
-    readme = ROOT / "benchmarks" / "README.md"
-    text = readme.read_text()
-    for tag, table in (("benchmark-table", accuracy_table()), ("locomotion-table", locomotion_table()),
-                       ("density-table", density_table()),
-                       ("flow-comparison", flow_table()), ("speed-table", speed_table()),
-                       ("envpool-table", envpool_table()),
-                       ("rl-table", rl_table()), ("few-shot-table", few_shot_table()),
-                       ("domain-table", domain_table()), ("soak-table", soak_table())):
-        text = re.sub(f"<!-- {tag} -->.*?<!-- /{tag} -->", f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->", text,
-                      flags=re.S)
-    readme.write_text(text)
-
+    tables = (("benchmark-table", accuracy_table()), ("locomotion-table", locomotion_table()),
+              ("density-table", density_table()),
+              ("flow-comparison", flow_table()), ("speed-table", speed_table()),
+              ("envpool-table", envpool_table()),
+              ("rl-table", rl_table()), ("few-shot-table", few_shot_table()),
+              ("domain-table", domain_table()), ("soak-table", soak_table()))
+    filled = set()
+    for page in sorted((ROOT / "benchmarks").glob("*.md")):
+        text = page.read_text()
+        for tag, table in tables:
+            text, count = re.subn(f"<!-- {tag} -->.*?<!-- /{tag} -->", f"<!-- {tag} -->\n{table}\n<!-- /{tag} -->",
+                                  text, flags=re.S)
+            filled |= {tag} if count else set()
+        page.write_text(text)
+    missing = sorted({tag for tag, _ in tables} - filled)
+    if missing:  # a page lost its markers: say so rather than leave a table stale
+        raise SystemExit(f"no page of benchmarks/ has the markers of: {', '.join(missing)}")
 
 if __name__ == "__main__":
     main()
