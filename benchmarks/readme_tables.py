@@ -128,8 +128,9 @@ def locomotion_table() -> str:
 
 
 def density_table() -> str:
-    rows = ["| robot | AUROC perturbed | AUROC controller | Spearman(penalty, one-step error) | env step off / on |",
-            "|---|---|---|---|---|"]
+    rows = ["| robot | AUROC perturbed | AUROC controller | Spearman(penalty, one-step error) | env step off / on "
+            "| batched step off / on |",
+            "|---|---|---|---|---|---|"]
     for name, config in shipped():
         if "density" not in config["benchmark"]:
             continue  # no density figures yet
@@ -137,8 +138,16 @@ def density_table() -> str:
         cost = d["step_cost"]
         rows.append(f"| {name} | {d['auroc']['perturbed']:.3f} | {d['auroc']['controller']:.3f} | "
                     f"{d['spearman_penalty_vs_one_step_error']:.3f} | {cost['off_ms']:.2f} / {cost['on_ms']:.2f} ms "
-                    f"(+{100 * cost['overhead']:.0f}%) |")
+                    f"(+{100 * cost['overhead']:.0f}%) | {batched_cost(cost)} |")
     return "\n".join(rows)
+
+
+def batched_cost(cost: dict) -> str:
+    batched = cost.get("batched")
+    if batched is None:
+        return "not measured yet"
+    return (f"{batched['off_ms']:.1f} / {batched['on_ms']:.1f} ms at N={batched['num_envs']:,} "
+            f"(+{100 * batched['overhead']:.0f}%)")
 
 
 def flow_table() -> str:

@@ -209,6 +209,9 @@ def _cmd_benchmark_density(args: argparse.Namespace, argv: Sequence[str]) -> Non
     print(f"Spearman(penalty, one-step error): {results['spearman_penalty_vs_one_step_error']:.3f}")
     cost = results["step_cost"]
     print(f"env step: {cost['off_ms']:.3f} ms off, {cost['on_ms']:.3f} ms on (+{100 * cost['overhead']:.0f}%)")
+    batched = cost["batched"]
+    print(f"batched step, {batched['num_envs']} envs: {batched['off_ms']:.2f} ms off, {batched['on_ms']:.2f} ms on "
+          f"(+{100 * batched['overhead']:.0f}%)")
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.write:

@@ -193,6 +193,7 @@ def test_the_density_benchmark_scores_a_model_with_activations(servo_arm: str, s
                          DensityFitConfig(kind="maf", transforms=2, hidden=(16,), iterations=50, batch_size=256),
                          command="pytest", log=lambda _: None)
     save_density(folder, fitted)
-    results = benchmark_density(folder, sequences=1, seed=2, rows=300)
+    results = benchmark_density(folder, sequences=1, seed=2, rows=300,
+                                num_envs=8, timing_steps=30)
     assert all(0.0 <= v <= 1.0 for v in results["auroc"].values())
     assert all(np.isfinite(v) for v in results["median_one_step_mse"].values())

@@ -86,6 +86,24 @@ def test_env_reward_adds_the_weighted_penalty_and_reports_its_terms(density_chec
         assert reward == pytest.approx(reward_plain + 2.0 * info["penalty"])
 
 
+@pytest.mark.parametrize("integrator", [None, "dopri5"])  # one traced graph; two separate calls
+def test_penalised_env_steps_the_same_states_and_logs_the_eager_log_density(density_checkpoint: Path,
+                                                                              integrator: str | None) -> None:
+    plain = NeuralSimEnv(density_checkpoint, integrator=integrator)
+    penalised = NeuralSimEnv(density_checkpoint, integrator=integrator, density_penalty=1.0)
+    density = load_density(density_checkpoint, read_config(density_checkpoint))
+    state = plain.reset(seed=3)[1]["state"]
+    np.testing.assert_array_equal(penalised.reset(seed=3)[1]["state"], state)
+    for action in np.linspace(-1, 1, 6)[:, None]:
+        with torch.no_grad():
+            expected = density.log_density(torch.tensor(state[None], dtype=torch.float32),
+                                           torch.tensor(action[None], dtype=torch.float32)).item()
+        info = penalised.step(action)[4]
+        state = plain.step(action)[4]["state"]
+        np.testing.assert_allclose(info["state"], state, rtol=1e-6, atol=1e-6)
+        assert info["log_density"] == pytest.approx(expected, rel=1e-5, abs=1e-4)
+
+
 def test_penalty_is_off_by_default_and_bad_weights_are_refused(density_checkpoint: Path) -> None:
     env = NeuralSimEnv(density_checkpoint)
     env.reset(seed=0)
@@ -119,11 +137,14 @@ def test_density_records_how_it_was_fitted(density_checkpoint: Path) -> None:
 
 
 def test_density_benchmark_reports_separation_correlation_and_cost(density_checkpoint: Path) -> None:
-    results = benchmark_density(density_checkpoint, sequences=1, seed=2, rows=300)
+    results = benchmark_density(density_checkpoint, sequences=1, seed=2, rows=300,
+                                num_envs=8, timing_steps=30)
     assert set(results["auroc"]) == {"perturbed", "controller"}
     assert all(0.0 <= v <= 1.0 for v in results["auroc"].values())
     assert -1.0 <= results["spearman_penalty_vs_one_step_error"] <= 1.0
-    assert results["step_cost"]["on_ms"] > 0 and results["step_cost"]["off_ms"] > 0
+    cost = results["step_cost"]
+    assert cost["on_ms"] > 0 and cost["off_ms"] > 0
+    assert cost["batched"]["num_envs"] == 8 and cost["batched"]["on_ms"] > 0 and cost["batched"]["off_ms"] > 0
 
 
 def test_fast_log_density_equals_the_eager_one(density_checkpoint: Path) -> None:

@@ -116,12 +116,16 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         evidence = config.benchmark.get("density")
         if evidence:
             cost = evidence["step_cost"]
+            batched = cost.get("batched")
+            batched_cell = (f"{batched['off_ms']:.2f} / {batched['on_ms']:.2f} ms at N={batched['num_envs']}"
+                            if batched else "not measured")
             lines += [
-                "| AUROC vs perturbed | AUROC vs controller | Spearman(penalty, one-step error) | env step off / on |",
-                "|---|---|---|---|",
+                "| AUROC vs perturbed | AUROC vs controller | Spearman(penalty, one-step error) | env step off / on "
+                "| batched step off / on |",
+                "|---|---|---|---|---|",
                 f"| {evidence['auroc']['perturbed']:.4f} | {evidence['auroc']['controller']:.4f} | "
                 f"{evidence['spearman_penalty_vs_one_step_error']:.3f} | "
-                f"{cost['off_ms']:.3f} / {cost['on_ms']:.3f} ms |",
+                f"{cost['off_ms']:.3f} / {cost['on_ms']:.3f} ms | {batched_cell} |",
                 "",
                 f"Perturbed: {evidence['perturbation']}; controller: {evidence['controller']}. "
                 f"Measured with: `{evidence['command']}`",

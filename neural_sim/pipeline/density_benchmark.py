@@ -11,7 +11,8 @@ Three figures per checkpoint:
   actuated joint's motion, which random actions rarely sustain);
 - error prediction: Spearman rank correlation between the penalty and the model's
   one-step error (MSE over state dimensions, raw units) on all three sets mixed;
-- cost: single-env step time (fastest of interleaved blocks) with the penalty on, relative to off.
+- cost: env step time (fastest of interleaved blocks) with the penalty on, relative to off, for a
+  single env and a batched one (1024 envs).
 """
 
 from __future__ import annotations
@@ -133,7 +134,8 @@ def density_figures(
 
 
 def benchmark_density(
-    folder: Path, sequences: int = 10, seed: int = 1, rows: int = 5000, command: str = ""
+    folder: Path, sequences: int = 10, seed: int = 1, rows: int = 5000, command: str = "",
+    num_envs: int = 1024, timing_steps: int = 300,
 ) -> dict[str, Any]:
     """Separation, error prediction and cost of a checkpoint's density model.
 
@@ -143,6 +145,8 @@ def benchmark_density(
         must differ from the training data's seed.
     :param rows: rows sampled from each set.
     :param command: command line recorded with the results.
+    :param num_envs: envs of the batched env whose step is timed.
+    :param timing_steps: single-env steps per timed block (a batched block is a fifteenth).
     """
     config = read_config(folder)
     density, simulator = load_density(folder, config), load_simulator(folder, config)
@@ -150,7 +154,7 @@ def benchmark_density(
     return {
         "flow": density.config.kind,
         **figures,
-        "step_cost": step_cost(folder),
+        "step_cost": step_cost(folder, timing_steps, num_envs=num_envs, batched_steps=max(1, timing_steps // 15)),
         "rows_per_set": rows,
         "sequences": sequences,
         "seed": seed,
@@ -160,26 +164,35 @@ def benchmark_density(
     }
 
 
-def step_cost(folder: Path, steps: int = 300, repeats: int = 7) -> dict[str, float]:
-    """Single-env step time (ms) with the density penalty off and on: the fastest of
-    ``repeats`` blocks of ``steps`` steps, off and on blocks interleaved, so that a slow
-    spell of the machine cannot fall on one side only (medians of separate off and on runs
-    varied by up to 40% between runs)."""
+def step_cost(folder: Path, steps: int = 300, repeats: int = 7, num_envs: int = 1024,
+              batched_steps: int = 20) -> dict[str, Any]:
+    """Env step time (ms) with the density penalty off and on, single env and batched
+    (``num_envs`` envs, the time of one batched step): the fastest of ``repeats`` blocks,
+    off and on blocks interleaved, so that a slow spell of the machine cannot fall on one
+    side only (medians of separate off and on runs varied by up to 40% between runs)."""
     from neural_sim.envs.single import NeuralSimEnv
+    from neural_sim.envs.vector import NeuralSimVectorEnv
 
-    envs = {label: NeuralSimEnv(folder, density_penalty=weight) for label, weight in (("off_ms", 0.0), ("on_ms", 1.0))}
+    single = _interleaved_cost({label: NeuralSimEnv(folder, density_penalty=weight)
+                                for label, weight in (("off_ms", 0.0), ("on_ms", 1.0))}, steps, repeats)
+    batched = _interleaved_cost({label: NeuralSimVectorEnv(num_envs, folder, density_penalty=weight)
+                                 for label, weight in (("off_ms", 0.0), ("on_ms", 1.0))}, batched_steps, repeats)
+    return {**single, "batched": {"num_envs": num_envs, **batched}}
+
+
+def _interleaved_cost(envs: dict[str, Any], steps: int, repeats: int) -> dict[str, float]:
     times: dict[str, list[float]] = {label: [] for label in envs}
     try:
-        for env in envs.values():
+        actions = {label: np.zeros(env.action_space.shape) for label, env in envs.items()}
+        for label, env in envs.items():
             env.reset(seed=0)
-            env.step(np.zeros(env.action_space.shape))  # builds the traced graphs before timing
+            env.step(actions[label])  # builds the traced graphs before timing
         for _ in range(repeats):
             for label, env in envs.items():
                 env.reset(seed=0)
-                action = np.zeros(env.action_space.shape)
                 start = time.perf_counter()
                 for _ in range(steps):
-                    env.step(action)
+                    env.step(actions[label])
                 times[label].append((time.perf_counter() - start) / steps)
     finally:
         for env in envs.values():
