@@ -256,8 +256,14 @@ def earlier_weights(results: dict) -> str:
     recorded = results.get("checkpoint_sha256")
     if results.get("checkpoint") is not None:  # a candidate (`--checkpoint`), never the shipped weights
         return f", in candidate {results['checkpoint']} ({recorded})"
-    current = checkpoint_fingerprint(results["env_id"], density=bool(results.get("density_penalty")))
+    density = bool(results.get("density_penalty"))
+    current = checkpoint_fingerprint(results["env_id"], density=density)
     if recorded is None or recorded == current:
+        return ""
+    # A run with its own episode length never read the default one (runs recorded before
+    # that was left out of their fingerprint match the first comparison).
+    if (results.get("max_episode_steps") is not None
+            and recorded == checkpoint_fingerprint(results["env_id"], density=density, episode_length=False)):
         return ""
     return f", in earlier weights ({recorded})"
 

@@ -107,13 +107,15 @@ def shipped_names() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / CONFIG_FILE).is_file())
 
 
-def weights_fingerprint(folder: str | os.PathLike[str], density: bool = True) -> str:
+def weights_fingerprint(folder: str | os.PathLike[str], density: bool = True, episode_length: bool = True) -> str:
     """A short hash of what a checkpoint's envs compute with: the model, the reset states,
     the density model (if present and ``density``: an env without the penalty never reads
     it) and the default episode length set by ``neural-sim benchmark-task --write``. The
     rest of ``config.json`` is left out on purpose: rewriting its benchmark figures changes
     no prediction. So is the data domain: it changes no prediction, it only ends episodes
-    that leave the data (RL results record how many did).
+    that leave the data (RL results record how many did). ``episode_length=False`` leaves the
+    default episode length out too: a run that sets its own (``neural-sim rl
+    --max-episode-steps``) never reads it.
 
     :return: the first 12 hex digits of the SHA-256 over those files, in a fixed order.
     """
@@ -124,7 +126,7 @@ def weights_fingerprint(folder: str | os.PathLike[str], density: bool = True) ->
         if (folder / name).is_file():
             digest.update(name.encode())
             digest.update((folder / name).read_bytes())
-    if (folder / CONFIG_FILE).is_file():
+    if episode_length and (folder / CONFIG_FILE).is_file():
         episode = json.loads((folder / CONFIG_FILE).read_text()).get("episode_length") or {}
         if "steps" in episode:  # the truncation of every registered id
             digest.update(f"episode_length={episode['steps']}".encode())

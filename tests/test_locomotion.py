@@ -139,10 +139,11 @@ def test_task_fidelity_scores_rewards_along_real_episodes_and_sets_the_episode_l
     assert pushed.closed_loop_return == pytest.approx(pushed.model_return, rel=1e-4)  # it ignores what it sees
     assert pushed.episode_length == episode_length_rule(pushed.closed_loop_return_error, pushed.reward_range)
 
-    before = weights_fingerprint(folder)
+    before, without_length = weights_fingerprint(folder), weights_fingerprint(folder, episode_length=False)
     config = write_episode_length(folder, good, "balance", "Poisson random actions", "pytest")
     assert config.default_episode_steps == 60
     assert weights_fingerprint(folder) != before  # RL results trained with another truncation say so
+    assert weights_fingerprint(folder, episode_length=False) == without_length  # not those that set their own
     assert "stays within 0.1 of the reward range" in (folder / "README.md").read_text()
     ids = register_checkpoint(folder)
     assert gym.spec(ids[0]).max_episode_steps == 60

@@ -32,16 +32,18 @@ def real_env_id(env_id: str) -> str:
     return mirrored_id(read_config(folder).robot, task)
 
 
-def checkpoint_fingerprint(env_id: str, checkpoint: str | None = None, density: bool = True) -> str:
+def checkpoint_fingerprint(env_id: str, checkpoint: str | None = None, density: bool = True,
+                           episode_length: bool = True) -> str:
     """:func:`~neural_sim.checkpoints.weights_fingerprint` of the checkpoint behind a
     ``NeuralSim/...`` id (or of ``checkpoint``, one given in its place): results record it,
     so a figure can be traced to the weights it was measured with (``density``: whether the
-    run used the density penalty, and so the density model).
+    run used the density penalty, and so the density model; ``episode_length``: whether it
+    used the id's default episode length).
 
     :raises UnknownNameError: for an id that is not a registered NeuralSim id.
     """
     folder = _checkpoint_and_task(env_id)[0] if checkpoint is None else resolve_checkpoint(checkpoint)
-    return weights_fingerprint(folder, density)
+    return weights_fingerprint(folder, density, episode_length)
 
 
 def _checkpoint_and_task(env_id: str) -> tuple[Path, str]:

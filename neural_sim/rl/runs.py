@@ -129,7 +129,8 @@ def train_and_score(
     # The weights this run trains in, read before training: the checkpoint may be replaced
     # on disk while a run of hours goes on.
     with_density = bool(env_kwargs.get("density_penalty"))
-    trained_in = (checkpoint_fingerprint(train_id, env_kwargs.get("checkpoint"), with_density)
+    trained_in = (checkpoint_fingerprint(train_id, env_kwargs.get("checkpoint"), with_density,
+                                         episode_length=env_kwargs.get("max_episode_steps") is None)
                   if train_id != real_id else None)
     env = agent_env(make_real_env(train_id) if train_id == real_id else gym.make(train_id, **env_kwargs))
     env.reset(seed=seed)

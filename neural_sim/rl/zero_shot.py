@@ -77,7 +77,8 @@ def zero_shot(
         raise NeuralSimError("nothing to train: neural_sim and reference are both off")
     settings = {"env_id": env_id, "real_env_id": real_id, "algo": algo, "steps": steps,
                 "eval_every": eval_every, "eval_episodes": eval_episodes, "density_penalty": density_penalty,
-                "checkpoint_sha256": checkpoint_fingerprint(env_id, checkpoint, density=density_penalty > 0)}
+                "checkpoint_sha256": checkpoint_fingerprint(env_id, checkpoint, density=density_penalty > 0,
+                                                          episode_length=max_episode_steps is None)}
     if max_episode_steps is not None and max_episode_steps < 1:
         raise NeuralSimError(f"max_episode_steps must be positive, got {max_episode_steps}")
     if reset_from != OPTIONAL_SETTINGS["reset_from"]:
