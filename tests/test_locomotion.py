@@ -149,6 +149,17 @@ def test_task_fidelity_scores_rewards_along_real_episodes_and_sets_the_episode_l
     assert gym.spec(ids[0]).max_episode_steps == 60
 
 
+def test_episodes_the_task_ends_early_are_scored_while_they_run() -> None:
+    # InvertedPendulum-v5 terminates when the pole falls: under random actions episodes end
+    # at different steps, and the shortest must not cap the horizon of the others.
+    fidelity = task_fidelity(resolve_checkpoint("InvertedPendulum-v5"), episodes=5, steps=200, seed=1)
+    lengths = fidelity.real_episode_steps
+    assert lengths is not None and lengths.min() < lengths.max() < 200
+    assert len(fidelity.return_error) == int(np.median(lengths)) > lengths.min()
+    assert np.isfinite(fidelity.return_error).all() and np.isfinite(fidelity.reward_error).all()
+    assert fidelity.summary()["real_episode_steps"]["min"] == lengths.min()
+
+
 def test_a_broken_model_gets_a_short_episode(tmp_path: Path) -> None:
     folder = tmp_path / "cartpole"
     shutil.copytree(resolve_checkpoint("cartpole"), folder)

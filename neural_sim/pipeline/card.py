@@ -212,7 +212,7 @@ def _episode_section(episode: dict[str, Any]) -> list[str]:
         f"Over {episode['evaluated_steps']} steps: real return {episode['real_return_mean']:.1f}, model open loop "
         f"(the real actions replayed) {episode['model_return_mean']:.1f}"
         + (f", closed loop (the policy acting in the model) {episode['closed_loop_return_mean']:.1f}"
-           if "closed_loop_return_mean" in episode else "") + ".",
+           if "closed_loop_return_mean" in episode else "") + "." + _early_ends(episode),
         "",
         "| steps | " + " | ".join(horizons) + " |",
         "|---|" + "---|" * len(horizons),
@@ -226,6 +226,15 @@ def _episode_section(episode: dict[str, Any]) -> list[str]:
         f"Default episode length: {episode['steps']} steps by the rule. Measured with: `{episode['command']}`",
         "",
     ]
+
+
+def _early_ends(episode: dict[str, Any]) -> str:
+    """Where the real task ended episodes early, how the errors were averaged."""
+    lengths = episode.get("real_episode_steps")
+    if not lengths or lengths["min"] == lengths["max"]:
+        return ""
+    return (f" The real task ended episodes after {lengths['min']} to {lengths['max']} steps (median "
+            f"{lengths['median']:g}); each step's errors are over the episodes still running there.")
 
 
 def _parent_lines(parent: dict[str, Any] | None) -> list[str]:

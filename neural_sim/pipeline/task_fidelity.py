@@ -23,6 +23,10 @@ r_min)`` (an agent optimises the expected return); with random actions, the open
 ones per episode, ``mean_e |sum_{t<h} (r_model - r_real)| / h``. A return that agrees is
 what an agent learns from; the state error alone (the trusted horizon) says nothing about
 how much of it matters to the task.
+
+Where the real task terminates (a Gymnasium Ant that flips), episodes end at different
+steps: errors are scored up to the median episode length, each step ``h`` over the
+episodes still running at ``h``, so one early fall does not cap the rule for the rest.
 """
 
 from __future__ import annotations
@@ -53,18 +57,23 @@ Policy = Callable[[Any], np.ndarray]
 class TaskFidelity:
     """Per-step errors of the model's rollouts along real episodes of a task.
 
+    Means at step ``h`` are over the episodes still running at ``h``; ``H`` is the median
+    episode length.
+
     :param reward_error: ``[H]`` mean over episodes of ``|r_model - r_real|`` at each step.
     :param return_error: ``[H]`` mean over episodes of ``|sum_{t<h} (r_model - r_real)| / h``.
     :param state_mse: ``[H]`` mean squared state error at each step, raw units, over
         episodes whose model rollout stayed finite.
     :param diverged: episodes whose model rollout became non-finite.
-    :param real_return: ``[E]`` real returns over the ``H`` steps.
+    :param real_return: ``[E]`` real returns over the ``H`` steps (or the episode's end).
     :param model_return: ``[E]`` the model's returns over the same actions.
     :param reward_range: ``r_max - r_min`` of the real per-step rewards (1.0 if constant).
     :param episode_length: the rule's episode length (see the module docstring).
     :param closed_loop_return_error: ``[H]`` with a policy: ``|mean_e sum_{t<h} (r_model -
         r_real)| / h`` with the policy run closed loop in the model (else ``None``).
     :param closed_loop_return: ``[E]`` with a policy: its returns closed loop in the model.
+    :param real_episode_steps: ``[E]`` steps each real episode ran before the task ended it
+        (or the requested steps).
     """
 
     reward_error: np.ndarray
@@ -77,6 +86,7 @@ class TaskFidelity:
     episode_length: int
     closed_loop_return_error: np.ndarray | None = None
     closed_loop_return: np.ndarray | None = None
+    real_episode_steps: np.ndarray | None = None
 
     def summary(self, horizons: tuple[int, ...] = (10, 25, 50, 100, 250, 1000)) -> dict[str, Any]:
         """JSON-ready figures: per-horizon errors, returns and the episode length."""
@@ -90,6 +100,10 @@ class TaskFidelity:
         return {
             "episodes": len(self.real_return),
             "evaluated_steps": steps,
+            **({} if self.real_episode_steps is None else
+               {"real_episode_steps": {"min": int(self.real_episode_steps.min()),
+                                       "median": float(np.median(self.real_episode_steps)),
+                                       "max": int(self.real_episode_steps.max())}}),
             "reward_range": self.reward_range,
             "tolerance": REWARD_TOLERANCE,
             "episode_length": self.episode_length,
@@ -197,31 +211,38 @@ def task_fidelity(
             closed_rewards[e, : lengths[e]] = _closed_loop_rewards(simulator, model, policy, start, int(lengths[e]))
     real.close()
     model.close()
-    horizon = int(lengths.min())
+    # Scored up to the median episode length, each horizon over the episodes still running
+    # there: one agent that falls early (Ant-v5 flipping) must not cap every other episode.
+    horizon = max(1, int(np.median(lengths)))
+    alive = np.arange(horizon)[None, :] < lengths[:, None]
+    running = alive.sum(0)
     real_rewards, model_rewards = real_rewards[:, :horizon], model_rewards[:, :horizon]
-    seen = real_rewards[np.isfinite(real_rewards)]
+    seen = real_rewards[alive]
     reward_range = float(seen.max() - seen.min()) if seen.size and seen.max() > seen.min() else 1.0
     model_rewards_scored = np.where(np.isfinite(model_rewards), model_rewards, real_rewards + reward_range)
-    difference = model_rewards_scored - real_rewards
+    difference = np.where(alive, model_rewards_scored - real_rewards, 0.0)
     per_step = np.arange(1, horizon + 1)
-    return_error = (np.abs(np.cumsum(difference, axis=1)) / per_step).mean(0)
+    cumulative = np.cumsum(difference, axis=1)
+    return_error = np.where(alive, np.abs(cumulative), 0.0).sum(0) / running / per_step
     closed_error = closed_return = None
     if policy is not None:
         closed = closed_rewards[:, :horizon]
         closed = np.where(np.isfinite(closed), closed, real_rewards + reward_range)
-        closed_error = np.abs(np.cumsum(closed - real_rewards, axis=1).mean(0)) / per_step
-        closed_return = closed.sum(1)
+        closed_cumulative = np.cumsum(np.where(alive, closed - real_rewards, 0.0), axis=1)
+        closed_error = np.abs(np.where(alive, closed_cumulative, 0.0).sum(0) / running) / per_step
+        closed_return = np.where(alive, closed, 0.0).sum(1)
     return TaskFidelity(
-        reward_error=np.abs(difference).mean(0),
+        reward_error=np.abs(difference).sum(0) / running,
         return_error=return_error,
         state_mse=_finite_mean(state_errors[:, :horizon]),
         diverged=diverged,
-        real_return=real_rewards.sum(1),
-        model_return=model_rewards_scored.sum(1),
+        real_return=np.where(alive, real_rewards, 0.0).sum(1),
+        model_return=np.where(alive, model_rewards_scored, 0.0).sum(1),
         reward_range=reward_range,
         episode_length=episode_length_rule(closed_error if closed_error is not None else return_error, reward_range),
         closed_loop_return_error=closed_error,
         closed_loop_return=closed_return,
+        real_episode_steps=lengths,
     )
 
 
