@@ -215,24 +215,27 @@ def task_fidelity(
     # there: one agent that falls early (Ant-v5 flipping) must not cap every other episode.
     horizon = max(1, int(np.median(lengths)))
     alive = np.arange(horizon)[None, :] < lengths[:, None]
-    running = alive.sum(0)
+
+    def over_running(values: np.ndarray) -> np.ndarray:
+        """Column means over the episodes still running at each step."""
+        return _finite_mean(np.where(alive, values, np.nan))
+
     real_rewards, model_rewards = real_rewards[:, :horizon], model_rewards[:, :horizon]
     seen = real_rewards[alive]
     reward_range = float(seen.max() - seen.min()) if seen.size and seen.max() > seen.min() else 1.0
     model_rewards_scored = np.where(np.isfinite(model_rewards), model_rewards, real_rewards + reward_range)
     difference = np.where(alive, model_rewards_scored - real_rewards, 0.0)
     per_step = np.arange(1, horizon + 1)
-    cumulative = np.cumsum(difference, axis=1)
-    return_error = np.where(alive, np.abs(cumulative), 0.0).sum(0) / running / per_step
+    return_error = over_running(np.abs(np.cumsum(difference, axis=1))) / per_step
     closed_error = closed_return = None
     if policy is not None:
         closed = closed_rewards[:, :horizon]
         closed = np.where(np.isfinite(closed), closed, real_rewards + reward_range)
-        closed_cumulative = np.cumsum(np.where(alive, closed - real_rewards, 0.0), axis=1)
-        closed_error = np.abs(np.where(alive, closed_cumulative, 0.0).sum(0) / running) / per_step
+        closed_difference = np.where(alive, closed - real_rewards, 0.0)
+        closed_error = np.abs(over_running(np.cumsum(closed_difference, axis=1))) / per_step
         closed_return = np.where(alive, closed, 0.0).sum(1)
     return TaskFidelity(
-        reward_error=np.abs(difference).sum(0) / running,
+        reward_error=over_running(np.abs(difference)),
         return_error=return_error,
         state_mse=_finite_mean(state_errors[:, :horizon]),
         diverged=diverged,
