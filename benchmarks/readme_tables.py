@@ -17,7 +17,7 @@ import shlex
 import statistics
 from pathlib import Path
 
-from neural_sim.pipeline.card import ablation_is_like_for_like, lyapunov_summary
+from neural_sim.pipeline.card import ablation_is_like_for_like, lyapunov_summary, same_data
 from neural_sim.rl.real_env import checkpoint_fingerprint
 from neural_sim.rl.runs import last_evaluations_mean, trained_variants
 
@@ -59,13 +59,18 @@ def accuracy_table() -> str:
         if ablation:
             budget = ("" if ablation_is_like_for_like(ablation, training["samples"], training.get("data"))
                       else f", {ablation['samples'] / 1e6:.0f}M samples"
-                      + (", other data" if ablation.get("data") not in (None, training.get("data")) else ""))
+                      + (", other data" if ablation.get("data") is not None and training.get("data") is not None
+                         and not same_data(ablation["data"], training["data"]) else ""))
             other = (f"{mse(h['16']['ablation_mse'])} / {mse(h['100']['ablation_mse'])} "
                      f"({ablation['architecture']}{budget})")
         cost = f"{training['wall_time_s'] / 60:.0f} min, {training['samples'] / 1e6:.0f}M samples"
         architecture = config["simulator"]["model"]["architecture"]
         if config["simulator"]["model"].get("contact_features"):
             architecture += " + contact features"
+        if "teacher" in training:
+            integrator = config["simulator"]["integrator"]
+            architecture += (f", {integrator['method']} x{integrator['substeps']} student of its "
+                             f"{training['teacher']['integrator']['method']} teacher")
         if "init_from" in training:
             architecture += f", {training['train_config']['rollout_steps']}-step rollout fine-tune"
         target = TARGET.get(name, "-")

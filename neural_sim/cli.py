@@ -99,6 +99,11 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
             f"recipe {args.recipe!r} fine-tunes a checkpoint of recipe {recipe.fine_tunes!r}: give that checkpoint "
             f"with --init-from (made by `neural-sim train --recipe {recipe.fine_tunes} --out FOLDER`)"
         )
+    if recipe.distills and args.teacher is None:
+        raise NeuralSimError(
+            f"recipe {args.recipe!r} learns the predictions of a checkpoint of recipe {recipe.distills!r}: give that "
+            f"checkpoint with --teacher (made by `neural-sim train --recipe {recipe.distills} --out FOLDER`)"
+        )
     if args.data:
         dataset = Dataset.load(args.data)
         if dataset.info.robot != recipe.robot:
@@ -122,7 +127,7 @@ def _cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> None:
         dataset = collect(recipe.robot, data.sequences, data.steps, data.seed, data.task or None,
                           command=_command_line(collect_argv), progress=True, agents=agents)
     train(dataset, robot_spec(recipe.robot), args.out, recipe.model, recipe.integrator, recipe.train,
-          command=_command_line(argv), resume=args.resume, init_from=args.init_from)
+          command=_command_line(argv), resume=args.resume, init_from=args.init_from, teacher=args.teacher)
 
 
 def _training_data(folder: Path, config: Any) -> Any:
@@ -584,6 +589,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="open-loop steps the loss unrolls (default 1: the one-step loss)")
     p.add_argument("--init-from", type=Path, default=None,
                    help="checkpoint folder to fine-tune (same robot and architecture): start from its weights")
+    p.add_argument("--teacher", type=Path, default=None,
+                   help="checkpoint folder of the same robot whose predictions are the targets (distillation, e.g. "
+                   "a one-evaluation euler student of an rk4 model); the best model is still chosen on real data")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.set_defaults(func=_cmd_train)
 

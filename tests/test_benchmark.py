@@ -162,3 +162,15 @@ def test_model_tangents_match_autodiff(tiny_checkpoint: Path) -> None:
     simulator.field.double()
     _, exact = torch.func.jvp(lambda s: simulator.predict(s, u), (x,), (torch.as_tensor(tangents),))
     np.testing.assert_allclose(pushed, exact.detach().numpy(), rtol=1e-5, atol=1e-7)
+
+
+def test_data_written_to_another_file_is_the_same_data_but_another_seed_is_not() -> None:
+    from neural_sim.pipeline.card import same_data
+
+    recorded = {"robot": "cheetah", "task": "run", "sequences": 500, "steps": 1000, "seed": 0, "protocol": "poisson",
+                "command": "neural-sim collect cheetah --sequences 500 --steps 1000 --seed 0"}
+    rewritten = {**recorded, "command": recorded["command"] + " --out data/cheetah.safetensors", "agent_sequences": 0,
+                 "agents": []}
+    assert same_data(recorded, rewritten)
+    assert not same_data(recorded, {**rewritten, "seed": 1})
+    assert not same_data(recorded, {**rewritten, "agent_sequences": 200})

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TINY, TINY_MODEL
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 from neural_sim import load
 from neural_sim.checkpoints import weights_fingerprint
@@ -290,3 +290,44 @@ def test_a_parent_whose_rollouts_diverge_does_not_stay_best(
     assert training["best_iteration"] > 0
     parent, tuned = _weights(tiny_checkpoint), _weights(out)
     assert any(not torch.equal(parent[k], tuned[k]) for k in parent)
+
+
+def test_a_student_learns_its_teachers_predictions_not_the_data(
+    tmp_path: Path, acrobot_data: Dataset, checkpoint_copy: Path
+) -> None:
+    # A teacher that predicts no acceleration at all: zero its network's output layer.
+    weights = load_file(str(checkpoint_copy / "model.safetensors"))
+    output_layers = {k for k in weights if ".output." in k}
+    assert output_layers
+    save_file({k: torch.zeros_like(v) if k in output_layers else v for k, v in weights.items()},
+              str(checkpoint_copy / "model.safetensors"))
+    teacher = load(checkpoint_copy)
+    spec = robot_spec("acrobot")
+    config = TrainConfig(iterations=150, batch_size=64, eval_every=150, learning_rate=3e-3, seed=3)
+    student = load(train(acrobot_data, spec, tmp_path / "student", TINY_MODEL, config=config, teacher=checkpoint_copy,
+                         **QUIET))
+    plain = load(train(acrobot_data, spec, tmp_path / "plain", TINY_MODEL, config=config, **QUIET))
+    starts = torch.as_tensor(acrobot_data.states[:, :-1].reshape(-1, 4), dtype=torch.float32)
+    actions = torch.as_tensor(acrobot_data.actions.reshape(-1, 1), dtype=torch.float32)
+    with torch.no_grad():
+        wanted = teacher.predict(starts, actions)
+        assert ((student.predict(starts, actions) - wanted) ** 2).mean() < 0.2 * (
+            (plain.predict(starts, actions) - wanted) ** 2).mean()
+    training = json.loads((tmp_path / "student" / "config.json").read_text())["training"]
+    assert training["teacher"]["weights_sha256"] == weights_fingerprint(checkpoint_copy)
+    assert "distilled from (weights" in (tmp_path / "student" / "README.md").read_text()
+    with pytest.raises(NeuralSimError, match="teacher .* is a model of 'acrobot', not of robot 'cartpole'"):
+        train(acrobot_data, robot_spec("cartpole"), tmp_path / "x", TINY_MODEL, config=config, teacher=checkpoint_copy,
+              **QUIET)
+
+
+def test_a_distilling_recipe_needs_its_teacher_checkpoint(
+    tmp_path: Path, tiny_checkpoint: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert load_recipe("cheetah-student-rollout").distills == "cheetah-rollout"
+    argv = ["train", "--recipe", "cheetah-student-rollout", "--init-from", str(tiny_checkpoint), "--out",
+            str(tmp_path / "x")]
+    assert main(argv) == 2
+    error = capsys.readouterr().err
+    assert "learns the predictions of a checkpoint of recipe 'cheetah-rollout': give that checkpoint with --teacher" in error
+    assert not (tmp_path / "x").exists()

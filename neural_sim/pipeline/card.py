@@ -136,6 +136,7 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "",
         f"- training command: `{training.get('command', '')}`",
         *_parent_lines(training.get("init_from")),
+        *_teacher_lines(training),
         f"- training seed: {training.get('seed', '')}",
         f"- data: {training.get('data', {})}",
         f"- samples seen: {training.get('samples', '')}; wall time: {training.get('wall_time_s', '')} s"
@@ -248,13 +249,39 @@ def _parent_lines(parent: dict[str, Any] | None) -> list[str]:
     return lines
 
 
+def _teacher_lines(training: dict[str, Any]) -> list[str]:
+    """Provenance of the checkpoint a distilled one learned from (its own run's, or a parent run's)."""
+    lines, record, seen = [], training, set()
+    while record:
+        teacher = record.get("teacher")
+        if teacher and teacher.get("weights_sha256") not in seen:  # a fine-tune of a student keeps its teacher
+            seen.add(teacher.get("weights_sha256"))
+            integrator = teacher.get("integrator", {})
+            lines.append(f"- distilled from (weights {teacher.get('weights_sha256', '?')}, "
+                         f"{integrator.get('method', '?')} x{integrator.get('substeps', '?')}): "
+                         f"`{teacher.get('command', '')}`; targets were its predictions, selection on real data")
+        record = record.get("init_from")
+    return lines
+
+
 def ablation_is_like_for_like(ablation: dict[str, Any], model_samples: int | None,
                               model_data: dict[str, Any] | None = None) -> bool:
     """Whether a benchmark's architecture ablation compares like with like: trained on as many
     samples as the model (not so after retraining the model alone for longer) and, where both
     record it, on the same data (not so after retraining the model alone on new data)."""
-    same_data = "data" not in ablation or model_data is None or ablation["data"] == model_data
-    return ablation.get("samples") == model_samples and same_data
+    data_matches = "data" not in ablation or model_data is None or same_data(ablation["data"], model_data)
+    return ablation.get("samples") == model_samples and data_matches
+
+
+#: What identifies a data set: a collection regenerated from these is the same data,
+#: whatever file it was written to (``--out``) or whichever release recorded it.
+_DATA_IDENTITY = ("robot", "task", "sequences", "steps", "seed", "protocol", "agent_sequences")
+
+
+def same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two data records (``training["data"]``) name the same collected data."""
+    return all(a.get(key, 0 if key == "agent_sequences" else None)
+               == b.get(key, 0 if key == "agent_sequences" else None) for key in _DATA_IDENTITY)
 
 
 def lyapunov_summary(lyapunov: dict[str, Any]) -> str:

@@ -10,7 +10,9 @@ path) holding what ``neural-sim train`` needs beyond the output folder::
      "train": {"iterations": 60000, "stages": [30000, 30000], "learning_rate": 0.002}}
 
 A fine-tuning recipe names the recipe whose checkpoint it starts from (``"fine_tunes":
-"cheetah"``) and is run with that checkpoint as ``--init-from``.
+"cheetah"``) and is run with that checkpoint as ``--init-from``; a distilling recipe names
+the recipe whose checkpoint's predictions it learns (``"distills": "cheetah-rollout"``) and
+is run with that checkpoint as ``--teacher``.
 
 ``model``, ``integrator`` and ``train`` take any keys of :class:`ModelConfig`,
 :class:`IntegratorConfig` and :class:`TrainConfig`; missing keys keep their defaults.
@@ -66,6 +68,9 @@ class Recipe:
     #: The recipe whose checkpoint this one fine-tunes ("": trains from scratch); such a
     #: recipe needs that checkpoint as ``--init-from``.
     fine_tunes: str = ""
+    #: The recipe whose checkpoint's predictions this one trains on ("": the data's next
+    #: states); such a recipe needs that checkpoint as ``--teacher``.
+    distills: str = ""
 
     def to_json(self) -> dict[str, Any]:
         """The recipe as JSON-ready dicts (every setting spelled out)."""

@@ -12,6 +12,11 @@ is saved at every validation, so ``resume`` continues it exactly.
 
 Training is end-to-end, or multi-stage as in the MoSim paper (``TrainConfig.stages``):
 the predictor alone first, then each corrector on top of the frozen earlier parts.
+
+With a ``teacher`` checkpoint the targets are the teacher's predictions from the data's
+states and actions instead of the data's next states (distillation, e.g. into a student
+that costs one network evaluation a step where the teacher's RK4 step costs four); the
+best model is still chosen by its error against the real data.
 """
 
 from __future__ import annotations
@@ -195,6 +200,7 @@ def train(
     progress: bool = True,
     resume: bool = False,
     init_from: str | Path | None = None,
+    teacher: str | Path | None = None,
 ) -> Path:
     """Train on ``dataset`` and write the best model as a checkpoint folder at ``output``.
 
@@ -217,10 +223,12 @@ def train(
         (fine-tuning): its weights and its input normalisation are kept, and its training
         record goes into this checkpoint's provenance (``training.init_from``); ``samples``
         and ``wall_time_s`` then count both runs.
+    :param teacher: a checkpoint folder of the same robot whose predictions from the data's
+        states and actions are the targets (distillation); recorded as ``training.teacher``.
     :return: the checkpoint folder.
     :raises NeuralSimError: data that does not fit the robot, an interrupted run in
         ``output`` without ``resume`` (or ``resume`` without one, or with other settings), an
-        ``init_from`` checkpoint of another robot or architecture.
+        ``init_from`` checkpoint of another robot or architecture, a ``teacher`` of another robot.
     """
     model = model or ModelConfig()
     integrator = integrator or IntegratorConfig()
@@ -233,12 +241,14 @@ def train(
         )
     output = Path(output)
     parent = _parent_checkpoint(init_from, spec, model) if init_from is not None else None
+    teacher_model = _teacher(teacher, spec) if teacher is not None else None
     run_settings = {
         "data": dataclasses.asdict(dataset.info),
         "model": to_dict(model),
         "integrator": to_dict(integrator),
         "train_config": dataclasses.asdict(config),
         **({"init_from": parent.weights} if parent is not None else {}),
+        **({"teacher": teacher_model.record["weights_sha256"]} if teacher_model is not None else {}),
     }
     saved_run = _load_run_state(output, run_settings, resume)
 
@@ -316,6 +326,7 @@ def train(
                 "skipped_non_finite_steps": progress_state.skipped,
                 "wall_time_s": round(wall_time_before + time.time() - started, 1),
                 **({"init_from": parent.training} if parent is not None else {}),
+                **({"teacher": teacher_model.record} if teacher_model is not None else {}),
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} torch thread(s)",
                 "torch_version": torch.__version__,
                 **({"resumed_at_iterations": progress_state.resumed_at} if progress_state.resumed_at else {}),
@@ -378,9 +389,17 @@ def train(
                     group["lr"] = config.learning_rate * 0.5 * (1 + math.cos(math.pi * within / stage.iterations))
                 if sequences is None:
                     batch = torch.randint(len(starts), (config.batch_size,), generator=generator)
-                    loss = one_step_loss(simulator, starts[batch], actions[batch], targets[batch], delta_std)
+                    x, u, y = starts[batch], actions[batch], targets[batch]
+                    if teacher_model is not None:
+                        with torch.no_grad():
+                            y = teacher_model.simulator.predict(x, u)
+                    loss = one_step_loss(simulator, x, u, y, delta_std)
                 else:
-                    loss = rollout_loss(simulator, *sequences.sample(config.batch_size, generator), sequences.scale)
+                    x, u, y = sequences.sample(config.batch_size, generator)
+                    if teacher_model is not None:
+                        with torch.no_grad():
+                            y = teacher_model.simulator.predict_rollout(x, u)
+                    loss = rollout_loss(simulator, x, u, y, sequences.scale)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 grad_norm = torch.nn.utils.clip_grad_norm_(stage.parameters, config.grad_clip)
@@ -628,15 +647,21 @@ class _Parent:
     weights: str  # its weights' fingerprint
 
 
-def _parent_checkpoint(folder: str | Path, spec: RobotSpec, model: ModelConfig) -> _Parent:
-    """Read and check the ``init_from`` checkpoint: same robot, dimensions and architecture."""
+def _same_robot_config(folder: str | Path, spec: RobotSpec, role: str) -> CheckpointConfig:
+    """The config of checkpoint ``folder``, checked to be a model of ``spec``'s robot."""
     config = read_config(folder)
     if config.robot.name != spec.info.name or (config.simulator.layout.without_contact_kinematics()
                                                != spec.layout.without_contact_kinematics()):
         raise NeuralSimError(
-            f"--init-from {folder} is a model of {config.robot.name!r}, not of robot {spec.info.name!r} "
+            f"{role} {folder} is a model of {config.robot.name!r}, not of robot {spec.info.name!r} "
             "(or its dimensions differ)"
         )
+    return config
+
+
+def _parent_checkpoint(folder: str | Path, spec: RobotSpec, model: ModelConfig) -> _Parent:
+    """Read and check the ``init_from`` checkpoint: same robot, dimensions and architecture."""
+    config = _same_robot_config(folder, spec, "--init-from")
     if to_dict(config.simulator.model) != to_dict(model):
         raise NeuralSimError(
             f"--init-from {folder} has another architecture ({to_dict(config.simulator.model)}) than this run "
@@ -647,6 +672,26 @@ def _parent_checkpoint(folder: str | Path, spec: RobotSpec, model: ModelConfig) 
     training["weights_sha256"] = weights_fingerprint(folder)
     return _Parent(simulator.field.state_dict(), config.simulator.layout, config.simulator.normalisation, training,
                    training["weights_sha256"])
+
+
+@dataclass(frozen=True)
+class _Teacher:
+    """The checkpoint a distillation run learns from."""
+
+    simulator: Simulator
+    record: dict[str, Any]  # its training provenance and weights' fingerprint
+
+
+def _teacher(folder: str | Path, spec: RobotSpec) -> _Teacher:
+    """Load and check the ``teacher`` checkpoint: same robot and dimensions."""
+    config = _same_robot_config(folder, spec, "teacher")
+    simulator = load_simulator(folder, config)
+    simulator.field.eval()
+    for parameter in simulator.field.parameters():
+        parameter.requires_grad_(False)
+    record = {"checkpoint": str(folder), "command": config.training.get("command", ""),
+              "integrator": to_dict(config.simulator.integrator), "weights_sha256": weights_fingerprint(folder)}
+    return _Teacher(simulator, record)
 
 
 def _reset_states(dataset: Dataset, rng: np.random.Generator) -> np.ndarray:
