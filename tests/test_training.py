@@ -316,7 +316,7 @@ def test_a_student_learns_its_teachers_predictions_not_the_data(
     training = json.loads((tmp_path / "student" / "config.json").read_text())["training"]
     assert training["teacher"]["weights_sha256"] == weights_fingerprint(checkpoint_copy)
     assert "distilled from (weights" in (tmp_path / "student" / "README.md").read_text()
-    with pytest.raises(NeuralSimError, match="teacher .* is a model of 'acrobot', not of robot 'cartpole'"):
+    with pytest.raises(NeuralSimError, match=r"teacher .* is a model of 'acrobot', not of robot 'cartpole'"):
         train(acrobot_data, robot_spec("cartpole"), tmp_path / "x", TINY_MODEL, config=config, teacher=checkpoint_copy,
               **QUIET)
 
@@ -329,5 +329,6 @@ def test_a_distilling_recipe_needs_its_teacher_checkpoint(
             str(tmp_path / "x")]
     assert main(argv) == 2
     error = capsys.readouterr().err
-    assert "learns the predictions of a checkpoint of recipe 'cheetah-rollout': give that checkpoint with --teacher" in error
+    assert ("learns the predictions of a checkpoint of recipe 'cheetah-rollout': give that checkpoint with "
+            "--teacher") in error
     assert not (tmp_path / "x").exists()

@@ -251,7 +251,9 @@ def _parent_lines(parent: dict[str, Any] | None) -> list[str]:
 
 def _teacher_lines(training: dict[str, Any]) -> list[str]:
     """Provenance of the checkpoint a distilled one learned from (its own run's, or a parent run's)."""
-    lines, record, seen = [], training, set()
+    lines: list[str] = []
+    seen: set[str | None] = set()
+    record: dict[str, Any] | None = training
     while record:
         teacher = record.get("teacher")
         if teacher and teacher.get("weights_sha256") not in seen:  # a fine-tune of a student keeps its teacher
