@@ -259,10 +259,12 @@ def earlier_weights(results: dict) -> str:
     """A note for results trained in other weights than the checkpoint now shipped for their
     env id (they predate a retraining): rerunning the row's command refreshes them."""
     recorded = results.get("checkpoint_sha256")
-    if results.get("checkpoint") is not None:  # a candidate (`--checkpoint`), never the shipped weights
-        return f", in candidate {results['checkpoint']} ({recorded})"
     density = bool(results.get("density_penalty"))
     current = checkpoint_fingerprint(results["env_id"], density=density)
+    if results.get("checkpoint") is not None:  # a candidate (`--checkpoint`), unless it has since shipped
+        shipped = recorded in (current, checkpoint_fingerprint(results["env_id"], density=density,
+                                                                episode_length=False))
+        return "" if shipped else f", in candidate {results['checkpoint']} ({recorded})"
     if recorded is None or recorded == current:
         return ""
     # A run with its own episode length never read the default one (runs recorded before
@@ -288,11 +290,22 @@ def rl_table() -> str:
     current, earlier = list(header), list(header)
     files = {path.stem: json.loads(path.read_text())
              for path in sorted((ROOT / "benchmarks" / "results" / "rl").glob("*.json"))}
-    same_setup = ("real_env_id", "algo", "steps", "eval_every", "eval_episodes")
+    same_setup = ("real_env_id", "algo", "eval_every", "eval_episodes")
     for name, results in files.items():
-        real_runs = results["runs"].get("real") or next(
-            (other["runs"]["real"] for other in files.values()
-             if other["runs"].get("real") and all(other[k] == results[k] for k in same_setup)), {})
+        real_runs, real_note = results["runs"].get("real"), ""
+        if not real_runs:
+            # A real-env run of the same setup; a longer one is cut to this budget (SAC's
+            # schedule does not depend on its budget, so its first N steps are an N-step run).
+            matches = sorted((other for other in files.values() if other["runs"].get("real")
+                              and all(other[k] == results[k] for k in same_setup)
+                              and other["steps"] >= results["steps"]), key=lambda other: other["steps"])
+            real_runs = {}
+            if matches:
+                real_runs = {seed: {**run, "evaluations": [e for e in run["evaluations"]
+                                                           if e["steps"] <= results["steps"]]}
+                             for seed, run in matches[0]["runs"]["real"].items()}
+                if matches[0]["steps"] > results["steps"]:
+                    real_note = f", its first {results['steps']:,} steps"
         by_seed_neural, by_seed_real = last_evaluations(results["runs"]["neural_sim"]), last_evaluations(real_runs)
         # The ratio compares like with like: the seeds run in both variants.
         both = sorted(set(by_seed_neural) & set(by_seed_real))
@@ -314,7 +327,7 @@ def rl_table() -> str:
         neural_cell = "- (reference only)" if reference_only else f"{spread(neural)} (n={len(neural)}){stale}"
         (earlier if stale else current).append(f"| `{results['real_env_id']}`{''.join(', ' + x for x in settings)} "
                     f"| {results['algo'].upper()}, {results['steps']:,} | {', '.join(map(str, seeds))} "
-                    f"| {neural_cell} | {spread(real)} (n={len(real)}) | {ratio} | {shape} "
+                    f"| {neural_cell} | {spread(real)} (n={len(real)}{real_note}) | {ratio} | {shape} "
                     f"|{walls}| `{rl_command(results, seeds, name)}` |")
     if len(earlier) == len(header):
         return "\n".join(current)

@@ -354,6 +354,7 @@ def _cmd_info(args: argparse.Namespace, argv: Sequence[str]) -> None:
 def _cmd_benchmark_task(args: argparse.Namespace, argv: Sequence[str]) -> None:
     from neural_sim.checkpoints import read_config
     from neural_sim.hub import resolve_checkpoint
+    from neural_sim.pipeline.card import sequences_driven_by
     from neural_sim.pipeline.task_fidelity import task_fidelity, write_episode_length
     from neural_sim.robots import data_source
 
@@ -363,8 +364,12 @@ def _cmd_benchmark_task(args: argparse.Namespace, argv: Sequence[str]) -> None:
     task = args.task or config.robot.default_task
     policy, described = None, "Poisson random actions (the training data's protocol)"
     if args.agent is not None:
-        policy = _collection_agent(args.agent, data_source(config.robot, folder), task).act
+        agent = _collection_agent(args.agent, data_source(config.robot, folder), task)
+        policy = agent.act
         described = f"the stochastic policy of the SB3 agent {args.agent.name}"
+        driven = sequences_driven_by(config.training, agent.sha256)
+        if driven:
+            described += f", which also drove {driven} of the training data's sequences: not an independent check"
     fidelity = task_fidelity(folder, task, args.episodes, args.steps, args.seed, policy)
     summary = {"task": task, "policy": described, **fidelity.summary(), "command": _command_line(argv)}
     print(f"{config.robot.name} {task}, {summary['episodes']} real episodes driven by {described}")

@@ -174,3 +174,15 @@ def test_data_written_to_another_file_is_the_same_data_but_another_seed_is_not()
     assert same_data(recorded, rewritten)
     assert not same_data(recorded, {**rewritten, "seed": 1})
     assert not same_data(recorded, {**rewritten, "agent_sequences": 200})
+
+
+def test_an_agent_that_drove_a_parents_data_is_counted_through_the_fine_tune_chain() -> None:
+    from neural_sim.pipeline.card import sequences_driven_by
+
+    agent = {"path": "real-seed0.zip", "sha256": "aaa", "command": "", "sequences": 300}
+    other = {**agent, "sha256": "bbb", "sequences": 50}
+    training = {"data": {"agents": [other]}, "init_from": {"data": {"agents": [agent]}, "init_from": None}}
+    assert sequences_driven_by(training, "aaa") == 300
+    assert sequences_driven_by(training, "bbb") == 50
+    assert sequences_driven_by(training, "ccc") == 0
+    assert sequences_driven_by({}, "aaa") == 0

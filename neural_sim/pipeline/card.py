@@ -286,6 +286,19 @@ def same_data(a: dict[str, Any], b: dict[str, Any]) -> bool:
                == b.get(key, 0 if key == "agent_sequences" else None) for key in _DATA_IDENTITY)
 
 
+def sequences_driven_by(training: dict[str, Any], agent_sha256: str) -> int:
+    """How many sequences of a checkpoint's training data (its own run's and its parents')
+    the agent with fingerprint ``agent_sha256`` drove: a check of the model along that
+    agent's episodes is then not independent of the data."""
+    total = 0
+    record: dict[str, Any] | None = training
+    while record:
+        agents = record.get("data", {}).get("agents", ())
+        total += sum(int(agent.get("sequences", 0)) for agent in agents if agent.get("sha256") == agent_sha256)
+        record = record.get("init_from")
+    return total
+
+
 def lyapunov_summary(lyapunov: dict[str, Any]) -> str:
     """``model a +- s 1/s, MuJoCo b +- s 1/s, difference d +- s 1/s`` from a benchmark's
     ``lyapunov`` record (records written before standard errors were kept show the means)."""
