@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from neural_sim.checkpoints import load_density, read_config, save_density
-from neural_sim.density import calibrate
+from neural_sim.checkpoints import load_density, read_config, save_density, shipped_checkpoints_dir
+from neural_sim.density import DensityModel, calibrate
 from neural_sim.envs.single import NeuralSimEnv
 from neural_sim.errors import CheckpointError, InputError
 from neural_sim.pipeline.collect import Dataset
@@ -154,3 +154,59 @@ def test_fast_log_density_equals_the_eager_one(density_checkpoint: Path) -> None
         with torch.no_grad():
             expected = density.log_density(states, actions)
         torch.testing.assert_close(density.fast_log_density(states, actions), expected, rtol=1e-5, atol=1e-4)
+
+
+def _eager(density: DensityModel, state: np.ndarray, action: np.ndarray) -> float:
+    with torch.no_grad():
+        return density.log_density(torch.tensor(state[None], dtype=torch.float32),
+                                   torch.tensor(action[None], dtype=torch.float32)).item()
+
+
+def _random_pairs(density: DensityModel, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    layout = density.layout
+    low, high = np.asarray(layout.action_low), np.asarray(layout.action_high)
+    pairs = []
+    for scale in np.geomspace(0.1, 30.0, count):  # near the data and far from it
+        state = rng.normal(size=layout.nq + layout.nv) * scale
+        pairs.append((state, rng.uniform(low, high)))
+    return pairs
+
+
+@pytest.mark.parametrize("source", ["fitted", "cheetah"])
+def test_single_env_log_density_uses_numpy_and_equals_the_eager_one(
+        density_checkpoint: Path, source: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    folder = density_checkpoint if source == "fitted" else shipped_checkpoints_dir() / source
+    density = load_density(folder, read_config(folder))  # "fitted": two transforms; cheetah: one
+    monkeypatch.setattr(density, "fast_log_density", lambda *_: pytest.fail("took the torch path"))
+    for state, action in _random_pairs(density, 12, seed=3):
+        assert density.log_density_value(state, action) == pytest.approx(_eager(density, state, action),
+                                                                         rel=1e-5, abs=1e-4)
+
+
+def test_single_env_log_density_follows_weights_changed_in_place(density_checkpoint: Path) -> None:
+    density = load_density(density_checkpoint, read_config(density_checkpoint))
+    state, action = np.array([0.3, -0.2, 1.0, -2.0]), np.array([0.5])
+    before = density.log_density_value(state, action)
+    with torch.no_grad():
+        for parameter in density.flow.parameters():
+            parameter.mul_(1.1)
+    after = density.log_density_value(state, action)
+    assert after != before
+    assert after == pytest.approx(_eager(density, state, action), rel=1e-5, abs=1e-4)
+
+
+def test_floating_base_single_env_log_density_takes_the_traced_graph() -> None:
+    folder = shipped_checkpoints_dir() / "quadruped"
+    density = load_density(folder, read_config(folder))
+    calls: list[int] = []
+    traced = density.fast_log_density
+    density.fast_log_density = lambda s, a: calls.append(len(s)) or traced(s, a)  # type: ignore[method-assign]
+    layout = density.layout
+    state = np.zeros(layout.nq + layout.nv)
+    state[3] = 1.0  # the free joint's unit quaternion (w, x, y, z) after its position
+    state[7:layout.nq] = 0.1
+    action = np.zeros(layout.nu)
+    assert density.log_density_value(state, action) == pytest.approx(_eager(density, state, action),
+                                                                      rel=1e-5, abs=1e-4)
+    assert calls == [1]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -95,6 +95,7 @@ class DensityModel(nn.Module):
         self.register_buffer("mean", torch.tensor(config.feature_mean, dtype=torch.float32), persistent=False)
         self.register_buffer("std", torch.tensor(config.feature_std, dtype=torch.float32), persistent=False)
         self._fast = TracedFunction(lambda: _LogDensity(self), self.flow)
+        self._numpy: _NumpyFlow | None = None
 
     def raw_features(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """Network-style features of (state, action), before standardisation."""
@@ -110,8 +111,26 @@ class DensityModel(nn.Module):
 
     def fast_log_density(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """:meth:`log_density` without autograd through a traced graph (about 3x less overhead
-        at batch 1, equal to float32 rounding): what environments call every step."""
+        at batch 1, equal to float32 rounding): what batched environments call every step."""
         return self._fast(states, actions)
+
+    def log_density_value(self, state: np.ndarray, action: np.ndarray) -> float:
+        """:meth:`log_density` of one ``(state [nq + nv], action [nu])`` pair as a Python float:
+        what a single env calls every step.
+
+        A one-transform masked affine flow over hinge and slide joints (every shipped
+        flow but those of floating-base robots) is evaluated in float64 NumPy from the
+        flow's weights, about 5x cheaper at batch 1 than the traced torch graph (whose
+        cost there is per-operation overhead); other flows and layouts go through
+        :meth:`fast_log_density`. Both equal :meth:`log_density` to float32 rounding.
+        """
+        if self._numpy is None or self._numpy.stale():
+            self._numpy = _NumpyFlow.build(self)
+        if self._numpy.usable:
+            return self._numpy(state, action)
+        states = torch.as_tensor(state, dtype=torch.float32, device=self.mean.device)[None]
+        actions = torch.as_tensor(action, dtype=torch.float32, device=self.mean.device)[None]
+        return float(self.fast_log_density(states, actions).item())
 
     def penalty(self, log_density: torch.Tensor) -> torch.Tensor:
         """``sigmoid((log p - c) / k) - 1``: in ``(-1, 0)``, reaching -1 in floating point far from the data."""
@@ -132,6 +151,93 @@ class _LogDensity(nn.Module):
 
     def forward(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         return self.density.log_density(states, actions)
+
+
+class _NumpyFlow:
+    """A masked affine flow's log-density in float64 NumPy, from the zuko module's weights.
+
+    zuko's ``MaskedAutoregressiveTransform`` with a ``MonotonicAffineTransform``: the masked
+    MLP's output, unflattened to ``(features, 2)``, is ``(shift, raw scale)`` per feature;
+    ``log_scale = raw / (1 + |raw / log(slope)|)`` and ``z = x exp(log_scale) + shift``.
+    The feature map's and the flow's standardisations are folded into one scale and offset.
+    """
+
+    def __init__(self, density: DensityModel, usable: bool) -> None:
+        self.usable = usable
+        self._params = list(density.flow.parameters())
+        self._versions = [p._version for p in self._params]
+        if not usable:
+            return
+        f = density.features
+
+        def numpy(t: torch.Tensor) -> np.ndarray:
+            return t.detach().to("cpu", torch.float64).numpy()
+
+        self._nq = density.layout.nq
+        self._angles, self._linear = numpy(f.angle_idx).astype(np.int64), numpy(f.linear_idx).astype(np.int64)
+        # raw features [sin, cos, (q - qm) / qs, (v - vm) / vs, (u - uc) / uh], then (raw - mean) / std
+        n_angles = len(self._angles)
+        pre_scale = np.concatenate([np.ones(2 * n_angles), 1 / numpy(f.q_std), 1 / numpy(f.v_std),
+                                    1 / numpy(f.u_half_range)])
+        pre_offset = np.concatenate([np.zeros(2 * n_angles), -numpy(f.q_mean) / numpy(f.q_std),
+                                     -numpy(f.v_mean) / numpy(f.v_std), -numpy(f.u_center) / numpy(f.u_half_range)])
+        mean, std = numpy(density.mean), numpy(density.std)
+        self._scale, self._offset = pre_scale / std, (pre_offset - mean) / std
+        flow: Any = density.flow  # zuko's modules are untyped
+        # per transform, its masked MLP's (weight * mask, bias) per layer
+        self._transforms = [
+            [(numpy(m.weight * m.get_buffer("mask")), numpy(m.bias))
+             for m in transform.hyper if isinstance(m, nn.Linear)]
+            for transform in flow.transform.transforms
+        ]
+        self._inv_log_slope = 1.0 / abs(math.log(_SLOPE))
+        base = flow.base()
+        loc, scale = numpy(base.base_dist.loc), numpy(base.base_dist.scale)
+        self._loc, self._inv_scale = loc, 1 / scale
+        self._constant = float(-0.5 * len(loc) * math.log(2 * math.pi) - np.log(scale).sum())
+
+    @classmethod
+    def build(cls, density: DensityModel) -> _NumpyFlow:
+        """The evaluator of ``density``'s flow, ``usable`` only where its form is the one above."""
+        flow: Any = density.flow
+        usable = (
+            isinstance(flow, zuko.flows.MAF)
+            and not density.features.rotations.active
+            and all(isinstance(t, zuko.flows.MaskedAutoregressiveTransform)
+                    and t.univariate is zuko.transforms.MonotonicAffineTransform
+                    and all(isinstance(m, (nn.Linear, nn.ReLU)) for m in t.hyper)
+                    for t in flow.transform.transforms)
+            and isinstance(flow.base, zuko.flows.UnconditionalDistribution)
+            and isinstance(flow.base(), zuko.distributions.DiagNormal)
+        )
+        return cls(density, usable)
+
+    def stale(self) -> bool:
+        """Whether the flow's weights changed since (an optimiser step, a state dict load)."""
+        return [p._version for p in self._params] != self._versions
+
+    def __call__(self, state: np.ndarray, action: np.ndarray) -> float:
+        q = state[: self._nq]
+        angles = q[self._angles]
+        x = np.concatenate([np.sin(angles), np.cos(angles), q[self._linear], state[self._nq:], action])
+        x = x * self._scale + self._offset
+        log_det = 0.0
+        for weights in self._transforms:
+            h = x
+            for w, b in weights[:-1]:
+                h = np.maximum(w @ h + b, 0.0)
+            w, b = weights[-1]
+            out = w @ h + b
+            raw = out[1::2]
+            log_scale = raw / (1.0 + np.abs(raw) * self._inv_log_slope)
+            x = x * np.exp(log_scale) + out[0::2]
+            log_det += float(log_scale.sum())
+        z = (x - self._loc) * self._inv_scale
+        return float(-0.5 * (z @ z)) + log_det + self._constant
+
+
+# zuko's MonotonicAffineTransform default minimum slope (the flows here are built with it).
+_SLOPE = 1e-3
 
 
 def calibrate(held_out_log_density: np.ndarray) -> tuple[float, float, dict[str, float]]:

@@ -146,7 +146,6 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
         device = self.simulator.device
         self._state_t = torch.zeros(1, layout.state_size, device=device)
         self._model_input_t = torch.zeros(1, layout.input_size, device=device)
-        self._action_t = self._model_input_t[:, : layout.nu]
         self._input_views = ((self._state_t.numpy()[0], self._model_input_t.numpy()[0])
                              if device.type == "cpu" else None)
 
@@ -180,10 +179,9 @@ class NeuralSimEnv(gym.Env[Any, np.ndarray]):
             raise gym.error.ResetNeeded("call reset() before step()")
         action = check_actions(action, self.action_space, "action", self.action_space.shape)
         state_t, model_input_t = self._inputs(self._state, action)
-        action_t = self._action_t
         info: dict[str, Any] = {}
         if self.density is not None:
-            info["log_density"] = log_density = self.density.fast_log_density(state_t, action_t).item()
+            info["log_density"] = log_density = self.density.log_density_value(self._state, action)
             info["penalty"] = self.density.penalty_value(log_density)
         left_domain = False
         if self.backend == "physics":
