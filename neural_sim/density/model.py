@@ -22,7 +22,7 @@ from torch import nn
 
 from neural_sim.model.config import Normalisation, StateLayout
 from neural_sim.model.dynamics import StateFeatures
-from neural_sim.model.tracing import TracedFunction
+from neural_sim.model.tracing import TracedFunction, WeightVersions
 
 FlowKind = Literal["nsf", "maf"]
 FLOW_KINDS = ("nsf", "maf")
@@ -118,13 +118,13 @@ class DensityModel(nn.Module):
         """:meth:`log_density` of one ``(state [nq + nv], action [nu])`` pair as a Python float:
         what a single env calls every step.
 
-        A one-transform masked affine flow over hinge and slide joints (every shipped
-        flow but those of floating-base robots) is evaluated in float64 NumPy from the
+        A masked affine flow over hinge and slide joints (every shipped flow but those
+        of floating-base robots) is evaluated in float64 NumPy from the
         flow's weights, about 5x cheaper at batch 1 than the traced torch graph (whose
         cost there is per-operation overhead); other flows and layouts go through
         :meth:`fast_log_density`. Both equal :meth:`log_density` to float32 rounding.
         """
-        if self._numpy is None or self._numpy.stale():
+        if self._numpy is None or self._numpy.weights.changed():
             self._numpy = _NumpyFlow.build(self)
         if self._numpy.usable:
             return self._numpy(state, action)
@@ -164,8 +164,7 @@ class _NumpyFlow:
 
     def __init__(self, density: DensityModel, usable: bool) -> None:
         self.usable = usable
-        self._params = list(density.flow.parameters())
-        self._versions = [p._version for p in self._params]
+        self.weights = WeightVersions(density.flow)
         if not usable:
             return
         f = density.features
@@ -211,10 +210,6 @@ class _NumpyFlow:
             and isinstance(flow.base(), zuko.distributions.DiagNormal)
         )
         return cls(density, usable)
-
-    def stale(self) -> bool:
-        """Whether the flow's weights changed since (an optimiser step, a state dict load)."""
-        return [p._version for p in self._params] != self._versions
 
     def __call__(self, state: np.ndarray, action: np.ndarray) -> float:
         q = state[: self._nq]

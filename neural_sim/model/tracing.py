@@ -15,6 +15,30 @@ import torch
 from torch import nn
 
 
+class WeightVersions:
+    """Notices in-place changes to a module's parameters (optimiser steps and
+    ``load_state_dict`` bump tensor versions): for caches built from the weights.
+
+    :param module: the module whose parameters to watch.
+    """
+
+    def __init__(self, module: nn.Module) -> None:
+        self._module = module
+        self.mark()
+
+    def _current(self) -> list[int]:
+        return [p._version for p in self._params]
+
+    def changed(self) -> bool:
+        """Whether any parameter changed since construction or the last :meth:`mark`."""
+        return self._current() != self._versions
+
+    def mark(self) -> None:
+        """Take the module's parameters as they are now as the reference."""
+        self._params = list(self._module.parameters())
+        self._versions = self._current()
+
+
 class TracedFunction:
     """Calls ``build()``'s module through a trace made on the first call's inputs.
 
@@ -27,20 +51,18 @@ class TracedFunction:
     """
 
     def __init__(self, build: Callable[[], nn.Module], watch: nn.Module) -> None:
-        self._build, self._watch = build, watch
+        self._build = build
+        self._weights = WeightVersions(watch)
         self._module: nn.Module | None = None
-        self._params: list[nn.Parameter] = []
-        self._versions: list[int] = []
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Run the (re)traced module on ``inputs`` (without autograd)."""
         if torch.is_grad_enabled():  # checked first: a no_grad context per call costs a few us
             with torch.no_grad():
                 return self(*inputs)
-        if self._module is None or [p._version for p in self._params] != self._versions:
-            self._params = list(self._watch.parameters())
+        if self._module is None or self._weights.changed():
             self._module = _trace(self._build().eval(), inputs)
-            self._versions = [p._version for p in self._params]
+            self._weights.mark()
         return self._module(*inputs)
 
     def reset(self) -> None:
