@@ -210,3 +210,11 @@ def test_floating_base_single_env_log_density_takes_the_traced_graph() -> None:
     assert density.log_density_value(state, action) == pytest.approx(_eager(density, state, action),
                                                                       rel=1e-5, abs=1e-4)
     assert calls == [1]
+
+
+def test_single_env_log_density_refuses_a_state_or_action_of_the_wrong_shape(density_checkpoint: Path) -> None:
+    density = load_density(density_checkpoint, read_config(density_checkpoint))
+    with pytest.raises(InputError, match=r"state of shape \(4,\).*action of shape \(1,\).*got \(5,\) and \(1,\)"):
+        density.log_density_value(np.zeros(5), np.zeros(1))
+    with pytest.raises(InputError, match=r"got \(4,\) and \(2,\)"):
+        density.log_density_value(np.zeros(4), np.zeros(2))

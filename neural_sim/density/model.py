@@ -20,6 +20,7 @@ import torch
 import zuko
 from torch import nn
 
+from neural_sim.errors import InputError
 from neural_sim.model.config import Normalisation, StateLayout
 from neural_sim.model.dynamics import StateFeatures
 from neural_sim.model.tracing import TracedFunction, WeightVersions
@@ -123,7 +124,14 @@ class DensityModel(nn.Module):
         flow's weights, about 5x cheaper at batch 1 than the traced torch graph (whose
         cost there is per-operation overhead); other flows and layouts go through
         :meth:`fast_log_density`. Both equal :meth:`log_density` to float32 rounding.
+
+        :raises InputError: a state or action of the wrong shape.
         """
+        layout = self.layout
+        if np.shape(state) != (layout.nq + layout.nv,) or np.shape(action) != (layout.nu,):
+            raise InputError(f"log_density_value takes one state of shape ({layout.nq + layout.nv},) "
+                             f"(nq={layout.nq} + nv={layout.nv}) and one action of shape ({layout.nu},), "
+                             f"got {np.shape(state)} and {np.shape(action)}")
         if self._numpy is None or self._numpy.weights.changed():
             self._numpy = _NumpyFlow.build(self)
         if self._numpy.usable:
