@@ -67,12 +67,15 @@ def accuracy_table() -> str:
         architecture = config["simulator"]["model"]["architecture"]
         if config["simulator"]["model"].get("contact_features"):
             architecture += " + contact features"
-        if "teacher" in training:
+        teacher = next((run["teacher"] for run in training_chain(training) if "teacher" in run), None)
+        if teacher is not None:
             integrator = config["simulator"]["integrator"]
             architecture += (f", {integrator['method']} x{integrator['substeps']} student of its "
-                             f"{training['teacher']['integrator']['method']} teacher")
+                             f"{teacher['integrator']['method']} teacher")
         if "init_from" in training:
             architecture += f", {training['train_config']['rollout_steps']}-step rollout fine-tune"
+        if (training.get("data") or {}).get("agent_sequences"):
+            architecture += f" on agent-driven data ({training['data']['agent_sequences']} of its sequences)"
         target = TARGET.get(name, "-")
         if name in HOLD_FRACTION_TARGET:
             fraction = HOLD_FRACTION_TARGET[name]
@@ -86,6 +89,14 @@ def accuracy_table() -> str:
             notes.append(f"Largest Lyapunov exponent of {name}: {lyapunov_summary(lyapunov)} "
                          f"({lyapunov['protocol']}; {lyapunov['trajectories']} trajectories).")
     return "\n".join(rows + (["", *notes] if notes else []))
+
+
+def training_chain(training: dict) -> list[dict]:
+    """A checkpoint's training run followed by the runs it was fine-tuned from, newest first."""
+    chain = [training]
+    while "init_from" in chain[-1]:
+        chain.append(chain[-1]["init_from"])
+    return chain
 
 
 def episode_steps(config: dict) -> str:

@@ -234,7 +234,7 @@ def _cmd_soak(args: argparse.Namespace, argv: Sequence[str]) -> None:
     if args.env_id not in gym.registry:
         raise NeuralSimError(f"unknown env id {args.env_id!r}; registered: {registered_ids()}")
     try:
-        reports = [soak(args.env_id, args.steps, n, args.seed) for n in args.num_envs]
+        reports = [soak(args.env_id, args.steps, n, args.seed, args.max_episode_steps) for n in args.num_envs]
     except ValueError as error:
         raise NeuralSimError(str(error)) from error
     print(f"{'envs':>6} {'env-steps':>11} {'memory MiB start/end':>22} {'ms/env-step first/last 10%':>28} "
@@ -681,6 +681,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-envs", type=int, nargs="+", default=[1, 1024],
                    help="one run per value: 1 = gymnasium.make, more = the batched env (default 1 1024)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-episode-steps", type=int, default=None,
+                   help="episode length (default: the id's); shorter episodes reset the envs more often")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
     p.add_argument("--json", type=Path, default=None, help="also write the results to this JSON file")
     p.set_defaults(func=_cmd_soak)

@@ -316,3 +316,18 @@ def test_a_bfloat16_batched_env_steps_near_the_float32_one() -> None:
     assert not np.array_equal(bf16_obs["velocity"], f32_obs["velocity"])
     with pytest.raises(InputError, match="unknown precision 'half'"):
         NeuralSimVectorEnv(2, "cheetah", precision="half")
+
+
+def test_soak_counts_the_episodes_of_its_episode_length_and_refuses_a_bad_one() -> None:
+    from neural_sim.pipeline.soak import soak
+
+    report = soak("NeuralSim/Pendulum-v0", steps=20_000, num_envs=4, max_episode_steps=10, log=lambda _: None)
+    assert report["max_episode_steps"] == 10
+    assert report["divergences"] == [] and report["env_steps"] == 20_000
+    # NEXT_STEP autoreset: each env ends an episode every 10 steps and spends one step resetting.
+    assert 4 * (5_000 // 11) <= report["episodes"] <= 4 * (5_000 // 10)
+    default = soak("NeuralSim/Pendulum-v0", steps=20_000, num_envs=4, log=lambda _: None)
+    assert default["max_episode_steps"] == gym.spec("NeuralSim/Pendulum-v0").max_episode_steps
+    assert default["episodes"] <= 4 * (5_000 // default["max_episode_steps"])
+    with pytest.raises(ValueError, match="max_episode_steps must be a positive"):
+        soak("NeuralSim/Pendulum-v0", steps=20_000, num_envs=4, max_episode_steps=0)

@@ -26,20 +26,28 @@ MAX_MEMORY_GROWTH, MAX_STEP_TIME_GROWTH = 0.05, 0.10
 
 
 def soak(env_id: str, steps: int = 1_000_000, num_envs: int = 1, seed: int = 0,
-         log: Callable[[str], None] = print) -> dict[str, Any]:
+         max_episode_steps: int | None = None, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Step ``env_id`` for ``steps`` env-steps with random actions.
 
     :param num_envs: 1: ``gymnasium.make`` (with its wrappers, as an agent sees it); more:
         the batched env (``gymnasium.make_vec``, NEXT_STEP autoreset), ``steps`` counting
         env-steps over all envs.
+    :param max_episode_steps: episode length (default: the id's). A shorter one makes a
+        batched run reset its envs many times: at N=1024 a million env-steps are under
+        1,000 steps per env, no episode of a 1,000-step default.
     :return: resident memory (start of the measured part, end, peak), median step time in
         the first and last 10% after warm-up, their growth, episodes, out-of-domain
         truncations, and divergences (exceptions, which should be none).
     """
     if steps < CHUNK * 20 or num_envs < 1:
         raise ValueError(f"a soak needs steps >= {CHUNK * 20} and num_envs >= 1, got {steps} and {num_envs}")
+    if max_episode_steps is not None and max_episode_steps < 1:
+        raise ValueError(f"max_episode_steps must be a positive number of steps, got {max_episode_steps}")
     batched = num_envs > 1
-    env: Any = gym.make_vec(env_id, num_envs=num_envs) if batched else gym.make(env_id)
+    # make_vec would take None as "no time limit", not as the id's default.
+    length: dict[str, Any] = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+    env: Any = gym.make_vec(env_id, num_envs=num_envs, **length) if batched else gym.make(env_id, **length)
+    episode_steps = env.max_episode_steps if batched else env.spec.max_episode_steps
     space = env.action_space
     space.seed(seed)
     env.reset(seed=seed)
@@ -83,6 +91,7 @@ def soak(env_id: str, steps: int = 1_000_000, num_envs: int = 1, seed: int = 0,
     start_memory, end_memory = memory[skip - 1], memory[-1]
     report: dict[str, Any] = {
         "env_id": env_id, "num_envs": num_envs, "env_steps": calls * num_envs, "seed": seed,
+        "max_episode_steps": episode_steps,
         "wall_time_s": round(time.perf_counter() - started, 1),
         "memory_mib": {"after_warm_up": round(start_memory / 2**20, 1), "end": round(end_memory / 2**20, 1),
                        "peak": round(max(memory) / 2**20, 1)},
