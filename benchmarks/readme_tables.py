@@ -17,7 +17,7 @@ import shlex
 import statistics
 from pathlib import Path
 
-from neural_sim.pipeline.card import ablation_is_like_for_like, lyapunov_summary, same_data
+from neural_sim.pipeline.card import ablation_is_like_for_like, lyapunov_summary, same_data, training_chain
 from neural_sim.rl.real_env import checkpoint_fingerprint
 from neural_sim.rl.runs import last_evaluations_mean, trained_variants
 
@@ -89,14 +89,6 @@ def accuracy_table() -> str:
             notes.append(f"Largest Lyapunov exponent of {name}: {lyapunov_summary(lyapunov)} "
                          f"({lyapunov['protocol']}; {lyapunov['trajectories']} trajectories).")
     return "\n".join(rows + (["", *notes] if notes else []))
-
-
-def training_chain(training: dict) -> list[dict]:
-    """A checkpoint's training run followed by the runs it was fine-tuned from, newest first."""
-    chain = [training]
-    while "init_from" in chain[-1]:
-        chain.append(chain[-1]["init_from"])
-    return chain
 
 
 def episode_steps(config: dict) -> str:

@@ -186,3 +186,13 @@ def test_an_agent_that_drove_a_parents_data_is_counted_through_the_fine_tune_cha
     assert sequences_driven_by(training, "bbb") == 50
     assert sequences_driven_by(training, "ccc") == 0
     assert sequences_driven_by({}, "aaa") == 0
+
+
+def test_training_chain_lists_a_fine_tune_then_its_parents_newest_first() -> None:
+    from neural_sim.pipeline.card import training_chain
+
+    grandparent = {"command": "train a", "init_from": None}
+    parent = {"command": "train b", "init_from": grandparent}
+    training = {"command": "train c", "init_from": parent}
+    assert [run["command"] for run in training_chain(training)] == ["train c", "train b", "train a"]
+    assert training_chain({"command": "train a"}) == [{"command": "train a"}]

@@ -135,7 +135,7 @@ def model_card(config: CheckpointConfig, repo_id: str | None = None) -> str:
         "## Provenance",
         "",
         f"- training command: `{training.get('command', '')}`",
-        *_parent_lines(training.get("init_from")),
+        *_parent_lines(training),
         *_teacher_lines(training),
         f"- training seed: {training.get('seed', '')}",
         f"- data: {training.get('data', {})}",
@@ -238,23 +238,28 @@ def _early_ends(episode: dict[str, Any]) -> str:
             f"{lengths['median']:g}); each step's errors are over the episodes still running there.")
 
 
-def _parent_lines(parent: dict[str, Any] | None) -> list[str]:
+def training_chain(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """A checkpoint's training record followed by those of the runs it was fine-tuned from
+    (``init_from``), newest first."""
+    chain = [training]
+    while chain[-1].get("init_from"):
+        chain.append(chain[-1]["init_from"])
+    return chain
+
+
+def _parent_lines(training: dict[str, Any]) -> list[str]:
     """Provenance of the checkpoints a fine-tuned one started from, parent first."""
-    lines = []
-    while parent:
-        lines.append(f"- fine-tuned from (weights {parent.get('weights_sha256', '?')}): `{parent.get('command', '')}`, "
-                     f"seed {parent.get('seed', '')}, {parent.get('samples', '')} samples, "
-                     f"{parent.get('wall_time_s', '')} s")
-        parent = parent.get("init_from")
-    return lines
+    return [f"- fine-tuned from (weights {parent.get('weights_sha256', '?')}): `{parent.get('command', '')}`, "
+            f"seed {parent.get('seed', '')}, {parent.get('samples', '')} samples, "
+            f"{parent.get('wall_time_s', '')} s"
+            for parent in training_chain(training)[1:]]
 
 
 def _teacher_lines(training: dict[str, Any]) -> list[str]:
     """Provenance of the checkpoint a distilled one learned from (its own run's, or a parent run's)."""
     lines: list[str] = []
     seen: set[str | None] = set()
-    record: dict[str, Any] | None = training
-    while record:
+    for record in training_chain(training):
         teacher = record.get("teacher")
         if teacher and teacher.get("weights_sha256") not in seen:  # a fine-tune of a student keeps its teacher
             seen.add(teacher.get("weights_sha256"))
@@ -262,7 +267,6 @@ def _teacher_lines(training: dict[str, Any]) -> list[str]:
             lines.append(f"- distilled from (weights {teacher.get('weights_sha256', '?')}, "
                          f"{integrator.get('method', '?')} x{integrator.get('substeps', '?')}): "
                          f"`{teacher.get('command', '')}`; targets were its predictions, selection on real data")
-        record = record.get("init_from")
     return lines
 
 
@@ -290,13 +294,10 @@ def sequences_driven_by(training: dict[str, Any], agent_sha256: str) -> int:
     """How many sequences of a checkpoint's training data (its own run's and its parents')
     the agent with fingerprint ``agent_sha256`` drove: a check of the model along that
     agent's episodes is then not independent of the data."""
-    total = 0
-    record: dict[str, Any] | None = training
-    while record:
-        agents = record.get("data", {}).get("agents", ())
-        total += sum(int(agent.get("sequences", 0)) for agent in agents if agent.get("sha256") == agent_sha256)
-        record = record.get("init_from")
-    return total
+    return sum(int(agent.get("sequences", 0))
+               for record in training_chain(training)
+               for agent in record.get("data", {}).get("agents", ())
+               if agent.get("sha256") == agent_sha256)
 
 
 def lyapunov_summary(lyapunov: dict[str, Any]) -> str:
