@@ -21,7 +21,7 @@ from neural_sim.envs.registration import register_checkpoint
 from neural_sim.errors import NeuralSimError
 from neural_sim.hub import resolve_checkpoint
 from neural_sim.model.config import IntegratorConfig, ModelConfig, NetworkConfig, SimulatorConfig
-from neural_sim.model.kinematics import ContactHeights
+from neural_sim.model.kinematics import ContactHeights, ContactTreeHeights
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.collect import AgentPolicy, Dataset, collect, recollect_training_data
 from neural_sim.pipeline.recipes import RECIPES_DIR, load_recipe
@@ -64,12 +64,72 @@ def test_contact_heights_and_their_rates_match_mujoco(domain: str, task: str) ->
     env.close()
 
 
-def test_robots_that_are_not_planar_have_no_contact_kinematics() -> None:
+def test_robots_that_are_not_planar_have_no_closed_form_contact_kinematics() -> None:
     assert robot_spec("reacher").layout.contact_kinematics is None  # its hinges turn about z
     assert robot_spec("walker").layout.contact_kinematics is not None
-    data = collect("reacher", sequences=2, steps=5, seed=0, command="pytest")
-    with pytest.raises(NeuralSimError, match=r"contact features need a planar robot.*'reacher'"):
-        compute_normalisation(data, robot_spec("reacher"), contact_features=True)
+    assert robot_spec("walker").layout.contact_tree is None  # the closed form serves planar robots
+    assert robot_spec("quadruped").layout.contact_tree is not None
+
+
+def test_contact_features_are_refused_for_a_robot_that_cannot_touch_a_floor() -> None:
+    layout = robot_spec("InvertedPendulum-v5").layout
+    assert layout.contact_kinematics is None and layout.contact_tree is None
+    data = collect("InvertedPendulum-v5", sequences=2, steps=5, seed=0, command="pytest")
+    with pytest.raises(NeuralSimError, match=r"contact features need a robot whose bodies can touch a floor.*"
+                                             r"'InvertedPendulum-v5'"):
+        compute_normalisation(data, robot_spec("InvertedPendulum-v5"), contact_features=True)
+
+
+def _mujoco_points(model: mujoco.MjModel, data: mujoco.MjData, q: np.ndarray,
+                   v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Heights and vertical velocities of the contact points, from MuJoCo's own kinematics
+    and point Jacobians."""
+    data.qpos[:], data.qvel[:] = q, v
+    mujoco.mj_forward(model, data)
+    heights, speeds = [], []
+    jacobian = np.zeros((3, model.nv))
+    for _, body, point, lowered in _contact_points(model):
+        world = data.xpos[body] + data.xmat[body].reshape(3, 3) @ point
+        mujoco.mj_jac(model, data, jacobian, None, world, body)
+        heights.append(world[2] - lowered)
+        speeds.append((jacobian @ v)[2])
+    return np.array(heights), np.array(speeds)
+
+
+@pytest.mark.parametrize("robot", ["humanoid", "quadruped", "Ant-v5"])
+def test_contact_tree_heights_and_their_rates_match_mujoco(robot: str) -> None:
+    spec = robot_spec(robot)
+    model = (gym.make(robot).unwrapped.model if robot.endswith("-v5")  # type: ignore[attr-defined]
+             else suite.load(robot, "walk" if robot == "quadruped" else "stand").physics.model.ptr)
+    data = mujoco.MjData(model)
+    tree = spec.layout.contact_tree
+    assert tree is not None and len(tree.points) == len(_contact_points(model)) >= 20
+    heights = ContactTreeHeights(tree).double()
+    rng = np.random.default_rng(0)
+    for _ in range(10):
+        q, v = rng.normal(size=model.nq), rng.normal(size=model.nv)
+        q[3:7] *= 1.3 / np.linalg.norm(q[3:7])  # MuJoCo reads q / |q|; so must the features
+        got = heights(torch.from_numpy(q), torch.from_numpy(v)).numpy()
+        q[3:7] /= 1.3
+        want_heights, want_speeds = _mujoco_points(model, data, q, v)
+        np.testing.assert_allclose(got[: len(want_heights)], want_heights, atol=1e-6)
+        np.testing.assert_allclose(got[len(want_heights):], want_speeds, atol=1e-6)
+
+
+def test_a_floating_base_checkpoint_with_contact_features_trains_and_steps(tmp_path: Path) -> None:
+    data = collect("quadruped", sequences=4, steps=120, seed=0, command="pytest")
+    model = ModelConfig(architecture="residual", residual=SMALL, contact_features=True)
+    config = TrainConfig(iterations=2, batch_size=16, eval_every=2, eval_horizon=16, seed=0)
+    out = train(data, robot_spec("quadruped"), tmp_path / "quadruped", model, config=config, command="pytest",
+                **QUIET)
+    loaded = read_config(out)
+    assert loaded.simulator.layout.contact_tree == robot_spec("quadruped").layout.contact_tree
+    assert len(loaded.simulator.normalisation.contact_mean) == 2 * len(loaded.simulator.layout.contact_tree.points)
+    env = gym.make("NeuralSim/Quadruped-v0", checkpoint=str(out))
+    env.reset(seed=0)
+    state = env.step(env.action_space.sample())[4]["state"]
+    assert np.isfinite(state).all()
+    assert np.linalg.norm(state[3:7]) == pytest.approx(1.0, abs=1e-5)
 
 
 @pytest.mark.parametrize("architecture", ["residual", "mosim"])

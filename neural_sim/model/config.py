@@ -58,6 +58,66 @@ class ContactKinematics:
     offsets: tuple[float, ...]
 
 
+TreeJointKind = Literal["free", "hinge", "slide"]
+
+
+@dataclass(frozen=True)
+class TreeJoint:
+    """A joint of :class:`ContactTree`, in its body's frame (MuJoCo's ``jnt_*`` fields).
+
+    :param kind: ``"free"``, ``"hinge"`` or ``"slide"``.
+    :param qpos: index of its first ``qpos`` entry.
+    :param dof: index of its first ``qvel`` entry.
+    :param axis: unit axis of a hinge or slide in the body's frame (unused for a free joint).
+    :param anchor: the point a hinge turns about, in the body's frame.
+    :param reference: the ``qpos`` at which a hinge or slide leaves its body where the model
+        file puts it (MuJoCo's ``qpos0``).
+    """
+
+    kind: TreeJointKind
+    qpos: int
+    dof: int
+    axis: tuple[float, ...] = (0.0, 0.0, 1.0)
+    anchor: tuple[float, ...] = (0.0, 0.0, 0.0)
+    reference: float = 0.0
+
+
+@dataclass(frozen=True)
+class TreeBody:
+    """A body of :class:`ContactTree`: where it sits in its parent's frame, and its joints.
+
+    :param parent: index of the parent body in ``ContactTree.bodies`` (-1: the world).
+    :param position: its frame's origin in the parent's frame.
+    :param quaternion: its frame's orientation in the parent's frame (w, x, y, z).
+    :param joints: its joints, applied in order (a free joint replaces the offset).
+    """
+
+    parent: int
+    position: tuple[float, ...]
+    quaternion: tuple[float, ...]
+    joints: tuple[TreeJoint, ...] = ()
+
+
+@dataclass(frozen=True)
+class ContactTree:
+    """Heights above the floor of the points of any robot that can touch it: forward
+    kinematics over the robot's body tree (free, hinge and slide joints), for robots that
+    are not planar (those use the closed form of :class:`ContactKinematics`).
+
+    :param bodies: the bodies, each after its parent.
+    :param points: names of the ``P`` points (``"<geom>:<end>"``).
+    :param point_bodies: the body each point belongs to.
+    :param point_positions: each point in its body's frame.
+    :param point_offsets: subtracted from each point's height: its radius plus the floor's height.
+    """
+
+    bodies: tuple[TreeBody, ...]
+    points: tuple[str, ...]
+    point_bodies: tuple[int, ...]
+    point_positions: tuple[tuple[float, ...], ...]
+    point_offsets: tuple[float, ...]
+
+
 @dataclass(frozen=True)
 class RotationJoint:
     """A joint whose orientation is a unit quaternion: MuJoCo's free and ball joints.
@@ -169,6 +229,8 @@ class StateLayout:
         error of ``h^2 a / 2`` per step that no training removes.
     :param contact_kinematics: heights of the points that can touch the floor, for planar
         robots (``None`` for others); networks see them when ``ModelConfig.contact_features``.
+    :param contact_tree: the same for robots that are not planar, by forward kinematics over
+        their body tree (``None`` for planar robots and robots with ball joints).
     :param rotation_joints: free and ball joints, whose orientation is a unit quaternion
         (``nq = nv + len(rotation_joints)``); every other joint is a hinge or slide with one
         ``qpos`` and one ``qvel``.
@@ -186,6 +248,7 @@ class StateLayout:
     invariant_qpos: tuple[int, ...] = ()
     velocity_lag: float = 0.0
     contact_kinematics: ContactKinematics | None = None
+    contact_tree: ContactTree | None = None
     rotation_joints: tuple[RotationJoint, ...] = ()
     activations: ActivationLayout | None = None
 
@@ -246,7 +309,7 @@ class StateLayout:
     def without_contact_kinematics(self) -> StateLayout:
         """The layout less its contact kinematics and activations: what must match between
         two models of one robot (checkpoints written before layouts carried them lack them)."""
-        return dataclasses.replace(self, contact_kinematics=None, activations=None)
+        return dataclasses.replace(self, contact_kinematics=None, contact_tree=None, activations=None)
 
 
 @dataclass(frozen=True)
@@ -267,7 +330,7 @@ class ModelConfig:
     :param residual: the ResNet of the ``residual`` architecture.
     :param contact_features: also feed the networks the height above the floor and the
         vertical velocity of every point that can touch it (from the layout's
-        ``contact_kinematics``): contacts decide locomotion, and a network infers them from
+        ``contact_kinematics`` or ``contact_tree``): contacts decide locomotion, and a network infers them from
         joint angles only approximately.
     """
 
@@ -426,6 +489,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
 
 __all__ = [
     "ContactKinematics",
+    "ContactTree",
     "IntegratorConfig",
     "ModelConfig",
     "NetworkConfig",
@@ -433,6 +497,8 @@ __all__ = [
     "RotationJoint",
     "SimulatorConfig",
     "StateLayout",
+    "TreeBody",
+    "TreeJoint",
     "default_normalisation",
     "from_dict",
     "to_dict",

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from neural_sim.model.config import ModelConfig, Normalisation, StateLayout
-from neural_sim.model.kinematics import ContactHeights
+from neural_sim.model.kinematics import ContactHeights, ContactTreeHeights, contact_features_module
 from neural_sim.model.networks import MLP, ResNet
 from neural_sim.model.rotations import RotationKinematics
 
@@ -61,12 +61,13 @@ class StateFeatures(nn.Module):
 
     def __init__(self, layout: StateLayout, normalisation: Normalisation, contact_features: bool = False) -> None:
         super().__init__()
-        self.contact_heights: ContactHeights | None = None
+        self.contact_heights: ContactHeights | ContactTreeHeights | None = None
         self.contact_size = 0
         if contact_features:
-            if layout.contact_kinematics is None:
-                raise ValueError("contact_features needs a layout with contact_kinematics (planar robot, floor)")
-            self.contact_heights = ContactHeights(layout.contact_kinematics)
+            self.contact_heights = contact_features_module(layout)
+            if self.contact_heights is None:
+                raise ValueError("contact_features needs a layout with contact_kinematics or contact_tree "
+                                 "(a robot that can touch a floor plane)")
             self.contact_size = self.contact_heights.size
             sizes = {len(normalisation.contact_mean), len(normalisation.contact_std)}
             if sizes != {self.contact_size}:

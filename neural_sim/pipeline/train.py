@@ -56,7 +56,7 @@ from neural_sim.model.config import (
     to_dict,
 )
 from neural_sim.model.dynamics import MoSimField, VectorField
-from neural_sim.model.kinematics import ContactHeights
+from neural_sim.model.kinematics import contact_features_module
 from neural_sim.model.rotations import RotationKinematics
 from neural_sim.model.simulator import Simulator
 from neural_sim.pipeline.card import write_card
@@ -146,11 +146,13 @@ def compute_normalisation(dataset: Dataset, spec: RobotSpec, contact_features: b
     """Means and standard deviations of positions, velocities and accelerations (and of
     the contact features, when the model takes them).
 
-    :raises NeuralSimError: contact features asked of a robot without contact kinematics.
+    :raises NeuralSimError: contact features asked of a robot without contact kinematics
+        (no floor, or a ball joint).
     """
     layout = spec.layout
     states = dataset.states.reshape(-1, layout.state_size)
     q, v = states[:, : layout.nq], states[:, layout.nq :]
+    world_v = v
     accelerations = np.diff(dataset.states[..., layout.nq :], axis=1).reshape(-1, layout.nv) / layout.dt
     if layout.rotation_joints:
         # Networks see a free joint's linear velocity, and give its acceleration, in its
@@ -168,13 +170,15 @@ def compute_normalisation(dataset: Dataset, spec: RobotSpec, contact_features: b
     contact_mean: tuple[float, ...] = ()
     contact_std: tuple[float, ...] = ()
     if contact_features:
-        if layout.contact_kinematics is None:
+        contacts_of = contact_features_module(layout)
+        if contacts_of is None:
             raise NeuralSimError(
-                f"contact features need a planar robot whose bodies can touch a floor plane; {spec.info.name!r} "
-                "is not one (set the model's contact_features to false)"
+                f"contact features need a robot whose bodies can touch a floor plane, with hinge, slide or free "
+                f"joints only; {spec.info.name!r} is not one (set the model's contact_features to false)"
             )
         with torch.no_grad():
-            contacts = ContactHeights(layout.contact_kinematics).double()(torch.from_numpy(q), torch.from_numpy(v))
+            contacts = contacts_of.double()(torch.from_numpy(np.ascontiguousarray(q)),
+                                            torch.from_numpy(np.ascontiguousarray(world_v)))
         contact_mean = tuple(float(x) for x in contacts.mean(0))
         contact_std = std(contacts.numpy())
     return Normalisation(

@@ -8,7 +8,7 @@ import mujoco
 import numpy as np
 from gymnasium import spaces
 
-from neural_sim.model.config import ContactKinematics, RotationJoint, StateLayout
+from neural_sim.model.config import ContactKinematics, ContactTree, RotationJoint, StateLayout, TreeBody, TreeJoint
 from neural_sim.robots.activation import activation_layout
 
 
@@ -23,6 +23,7 @@ def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
     :raises NotImplementedError: actuator activations neural-sim cannot advance
         (:func:`~neural_sim.robots.activation.activation_layout`).
     """
+    planar = contact_kinematics(model)
     return StateLayout(
         nq=int(model.nq),
         nv=int(model.nv),
@@ -33,7 +34,8 @@ def state_layout(model: mujoco.MjModel, dt: float, action_space: spaces.Box,
         angle_qpos=angle_qpos(model),
         invariant_qpos=invariant_qpos(model, invariant_joints),
         velocity_lag=velocity_lag(model),
-        contact_kinematics=contact_kinematics(model),
+        contact_kinematics=planar,
+        contact_tree=contact_tree(model) if planar is None else None,
         rotation_joints=rotation_joints(model),
         activations=activation_layout(model, round(dt / float(model.opt.timestep))),
     )
@@ -219,4 +221,46 @@ def contact_kinematics(model: mujoco.MjModel) -> ContactKinematics | None:
         cos_weights=tuple(tuple(float(w) for w in row) for row in cos_weights),
         slide_weights=tuple(tuple(float(w) for w in row) for row in slide_weights),
         offsets=tuple(float(c) for c in offsets),
+    )
+
+
+_TREE_JOINTS = {int(mujoco.mjtJoint.mjJNT_FREE): "free", int(mujoco.mjtJoint.mjJNT_HINGE): "hinge",
+                int(mujoco.mjtJoint.mjJNT_SLIDE): "slide"}
+
+
+def contact_tree(model: mujoco.MjModel) -> ContactTree | None:
+    """The body tree and floor points of a robot, for contact features by forward kinematics
+    (:class:`~neural_sim.model.kinematics.ContactTreeHeights`); ``None`` for a robot with a
+    ball joint, a free joint below the world, or no point that can touch a floor plane."""
+    points = _contact_points(model)
+    if not points:
+        return None
+    bodies: list[TreeBody] = []
+    for b in range(1, model.nbody):
+        joints: list[TreeJoint] = []
+        for j in range(model.body_jntadr[b], model.body_jntadr[b] + model.body_jntnum[b]):
+            kind = _TREE_JOINTS.get(int(model.jnt_type[j]))
+            if kind is None or (kind == "free" and (model.body_parentid[b] != 0 or model.body_jntnum[b] != 1)):
+                return None
+            adr = int(model.jnt_qposadr[j])
+            joints.append(TreeJoint(
+                kind=kind,  # type: ignore[arg-type]
+                qpos=adr,
+                dof=int(model.jnt_dofadr[j]),
+                axis=tuple(float(x) for x in model.jnt_axis[j]),
+                anchor=tuple(float(x) for x in model.jnt_pos[j]),
+                reference=float(model.qpos0[adr]) if kind != "free" else 0.0,
+            ))
+        bodies.append(TreeBody(
+            parent=int(model.body_parentid[b]) - 1,
+            position=tuple(float(x) for x in model.body_pos[b]),
+            quaternion=tuple(float(x) for x in model.body_quat[b]),
+            joints=tuple(joints),
+        ))
+    return ContactTree(
+        bodies=tuple(bodies),
+        points=tuple(name for name, _, _, _ in points),
+        point_bodies=tuple(body - 1 for _, body, _, _ in points),
+        point_positions=tuple(tuple(float(x) for x in point) for _, _, point, _ in points),
+        point_offsets=tuple(float(lowered) for _, _, _, lowered in points),
     )
