@@ -102,7 +102,7 @@ class ContactTreeHeights(nn.Module):
         #: Per body: (free joint or None, [(index among the hinges and slides, joint)]).
         self._plan = [(next((j for c, j in frees if c == b), None),
                        [(k, joint) for k, (c, joint) in enumerate(joints) if c == b]) for b in range(len(tree.bodies))]
-        self._frees = [(b, joint.qpos, joint.dof) for b, joint in frees]
+        self._frees = [(b, joint.dof) for b, joint in frees]
         for b, body in enumerate(tree.bodies):
             self.register_buffer(f"position_{b}", table(body.position), persistent=False)
             self.register_buffer(f"rotation_{b}", rotation_matrix(table(body.quaternion)), persistent=False)
@@ -123,13 +123,9 @@ class ContactTreeHeights(nn.Module):
         self.register_buffer("is_hinge", table([j.kind == "hinge" for _, j in joints]), persistent=False)
         # moves_points[k, p]: hinge or slide k lies between point p and the world;
         # free_moves_points[f, p] the same for the free joints.
-        ancestors: list[set[int]] = []
-        for start in range(len(tree.bodies)):
-            chain, b = set(), start
-            while b >= 0:
-                chain.add(b)
-                b = tree.bodies[b].parent
-            ancestors.append(chain)
+        ancestors: list[set[int]] = []  # each body and those it hangs from (parents come first)
+        for b, body in enumerate(tree.bodies):
+            ancestors.append({b} | (ancestors[body.parent] if body.parent >= 0 else set()))
         moves = lambda owners: table([[float(owner in ancestors[b]) for b in tree.point_bodies]  # noqa: E731
                                       for owner in owners]).reshape(len(owners), len(tree.points))
         self.register_buffer("moves_points", moves([c for c, _ in joints]), persistent=False)
@@ -198,7 +194,7 @@ class ContactTreeHeights(nn.Module):
             hinged = self.moves_points.T @ (per_joint * self.is_hinge[:, None])  # [3, P, n]
             slid = self.moves_points.T @ (axis[2] * rates * (1 - self.is_hinge[:, None]))  # [P, n]
             speeds = py * hinged[0] - px * hinged[1] + hinged[2] + slid
-        for f, (b, _, dof) in enumerate(self._frees):
+        for f, (b, dof) in enumerate(self._frees):
             spin, origin = _apply(rotations[b], vt[dof + 3: dof + 6]), origins[b]  # [3, n]
             turning = spin[0] * (py - origin[1]) - spin[1] * (px - origin[0])
             speeds = speeds + self.free_moves_points[f][:, None] * (vt[dof + 2] + turning)
